@@ -1,0 +1,196 @@
+"""The biLM's recurrent part: LSTM layers with a projected state, both directions at once.
+
+One cell step, in TensorFlow's LSTMCell form (gate blocks in the stored order
+i, j, f, o; ``forget_bias`` 1.0 added to f at run time, as TensorFlow does)::
+
+    i, j, f, o = x_t @ W_x + h_{t-1} @ W_h + b
+    c_t = clip(sigmoid(f + 1) * c_{t-1} + sigmoid(i) * tanh(j), cell_clip)
+    h_t = clip((sigmoid(o) * tanh(c_t)) @ W_p, proj_clip)
+
+Layers are stacked per direction; with skip connections every layer but the
+first adds its input to its output.
+
+How it is made fast:
+
+* both directions run in the same time loop: the backward direction sees each
+  sequence reversed *within its own length*, so position ``t`` of both is live
+  for the same rows, and every step is one batched matrix product for the two;
+* the input-to-hidden products of a whole layer are one batched matrix product
+  before the loop; the loop does only ``h @ W_h``, the gates and ``@ W_p``;
+* rows are sorted by length, so step ``t`` touches only the ``n_t`` rows still
+  running (no work on padding, and a finished row keeps its final state).
+"""
+from bisect import bisect_left
+from typing import List, NamedTuple, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .config import BiLMConfig
+from ..errors import Errors
+
+
+class LSTMState(NamedTuple):
+    """LSTM state of every layer and direction (0 = forward, 1 = backward).
+
+    h: ``(n_layers, 2, batch, projection_dim)``; c: ``(n_layers, 2, batch, lstm_dim)``.
+    """
+
+    h: Tensor
+    c: Tensor
+
+
+class BiLSTMLayer(nn.Module):
+    """One projected-LSTM layer for both directions; parameters stacked on dim 0.
+
+    w_input: ``(2, input_dim, 4 * lstm_dim)``; w_hidden: ``(2, projection_dim, 4 * lstm_dim)``;
+    bias: ``(2, 4 * lstm_dim)`` (as stored, without the forget bias);
+    w_proj: ``(2, lstm_dim, projection_dim)``.
+    """
+
+    def __init__(self, input_dim: int, lstm_dim: int, projection_dim: int, forget_bias: float = 1.0) -> None:
+        super().__init__()
+        self.lstm_dim = lstm_dim
+        self.projection_dim = projection_dim
+        self.w_input = nn.Parameter(torch.empty(2, input_dim, 4 * lstm_dim))
+        self.w_hidden = nn.Parameter(torch.empty(2, projection_dim, 4 * lstm_dim))
+        self.bias = nn.Parameter(torch.zeros(2, 4 * lstm_dim))
+        self.w_proj = nn.Parameter(torch.empty(2, lstm_dim, projection_dim))
+        offset = torch.zeros(4 * lstm_dim)
+        offset[2 * lstm_dim : 3 * lstm_dim] = forget_bias
+        self.register_buffer("forget_offset", offset, persistent=False)
+        for w in (self.w_input, self.w_hidden, self.w_proj):
+            for d in range(2):
+                nn.init.xavier_uniform_(w[d])
+
+    def input_products(self, x: Tensor) -> Tensor:
+        """``(2, batch, seq, input_dim)`` -> time-major gate inputs ``(seq, 2, batch, 4 * lstm_dim)``."""
+        two, batch, seq, dim = x.shape
+        bias = (self.bias + self.forget_offset).unsqueeze(1)
+        xp = torch.baddbmm(bias, x.reshape(two, batch * seq, dim), self.w_input)
+        return xp.view(two, batch, seq, -1).permute(2, 0, 1, 3).contiguous()
+
+
+class StackedBiLSTM(nn.Module):
+    """``n_layers`` of :class:`BiLSTMLayer`, skip connections and clipping from the config."""
+
+    def __init__(self, config: BiLMConfig) -> None:
+        super().__init__()
+        self.config = config
+        P, C = config.projection_dim, config.lstm_dim
+        self.layers = nn.ModuleList(BiLSTMLayer(P, C, P) for _ in range(config.n_layers))
+
+    def zero_state(self, batch_size: int, like: Tensor) -> LSTMState:
+        cfg = self.config
+        h = like.new_zeros(cfg.n_layers, 2, batch_size, cfg.projection_dim)
+        c = like.new_zeros(cfg.n_layers, 2, batch_size, cfg.lstm_dim)
+        return LSTMState(h, c)
+
+    def forward(
+        self, inputs: Tensor, lengths: Tensor, state: Optional[LSTMState] = None
+    ) -> Tuple[Tensor, LSTMState]:
+        """Run the stack.
+
+        inputs: ``(batch, seq, projection_dim)``, right-padded.
+        lengths: ``(batch,)`` number of live positions of each row.
+        state: initial state (zeros when ``None``), rows in input order.
+
+        Returns ``(outputs, final_state)``: outputs ``(n_layers, batch, seq, 2 * projection_dim)``,
+        ``[forward; backward]``, zero at padding; final_state per row, in input order
+        (forward after the last live position, backward after position 0).
+        """
+        batch, seq, _ = inputs.shape
+        if state is None:
+            state = self.zero_state(batch, inputs)
+        else:
+            self._check_state(state, batch)
+        if batch == 0 or seq == 0:
+            out = inputs.new_zeros(self.config.n_layers, batch, seq, self.config.output_dim)
+            return out, state
+        lengths = lengths.to(device=inputs.device, dtype=torch.long)
+        sorted_lengths, order = torch.sort(lengths, descending=True, stable=True)
+        needs_sort = bool((order != torch.arange(batch, device=order.device)).any())
+        if needs_sort:
+            inputs = inputs.index_select(0, order)
+            state = LSTMState(state.h.index_select(2, order), state.c.index_select(2, order))
+        # Rows still live at step t: a non-increasing list, computed once on the host.
+        desc = sorted_lengths.tolist()
+        asc = desc[::-1]
+        live = [batch - bisect_left(asc, t + 1) for t in range(seq)]
+        reverse = _reverse_index(sorted_lengths, seq)
+        x = torch.stack([inputs, _gather_time(inputs, reverse)])
+        outputs: List[Tensor] = []
+        final_h: List[Tensor] = []
+        final_c: List[Tensor] = []
+        for index, layer in enumerate(self.layers):
+            y, h, c = self._run_layer(layer, x, live, state.h[index], state.c[index])
+            if index > 0 and self.config.use_skip_connections:
+                y = y + x
+            final_h.append(h)
+            final_c.append(c)
+            outputs.append(torch.cat([y[0], _gather_time(y[1], reverse)], dim=-1))
+            x = y
+        out = torch.stack(outputs)
+        new_state = LSTMState(torch.stack(final_h), torch.stack(final_c))
+        if needs_sort:
+            inverse = torch.empty_like(order)
+            inverse[order] = torch.arange(batch, device=order.device)
+            out = out.index_select(1, inverse)
+            new_state = LSTMState(new_state.h.index_select(2, inverse), new_state.c.index_select(2, inverse))
+        return out, new_state
+
+    def _run_layer(
+        self, layer: BiLSTMLayer, x: Tensor, live: List[int], h: Tensor, c: Tensor
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """x: ``(2, batch, seq, in)`` -> ``(2, batch, seq, P)`` and the final ``h``, ``c``."""
+        cfg = self.config
+        C = cfg.lstm_dim
+        two, batch, seq, _ = x.shape
+        xp = layer.input_products(x)
+        out = x.new_zeros(seq, 2, batch, cfg.projection_dim)
+        w_hidden, w_proj = layer.w_hidden, layer.w_proj
+        cell_clip, proj_clip = cfg.cell_clip, cfg.proj_clip
+        for t in range(seq):
+            n = live[t]
+            if n == 0:
+                break
+            h_live = h if n == batch else h[:, :n]
+            c_live = c if n == batch else c[:, :n]
+            gates = torch.baddbmm(xp[t, :, :n], h_live, w_hidden)
+            i, j, f, o = gates.split(C, dim=-1)
+            c_new = torch.sigmoid(f) * c_live + torch.sigmoid(i) * torch.tanh(j)
+            if cell_clip is not None:
+                c_new = c_new.clamp(-cell_clip, cell_clip)
+            h_new = torch.bmm(torch.sigmoid(o) * torch.tanh(c_new), w_proj)
+            if proj_clip is not None:
+                h_new = h_new.clamp(-proj_clip, proj_clip)
+            out[t, :, :n] = h_new
+            if n == batch:
+                h, c = h_new, c_new
+            else:
+                h = torch.cat([h_new, h[:, n:]], dim=1)
+                c = torch.cat([c_new, c[:, n:]], dim=1)
+        return out.permute(1, 2, 0, 3), h, c
+
+    def _check_state(self, state: LSTMState, batch: int) -> None:
+        cfg = self.config
+        h_shape = (cfg.n_layers, 2, batch, cfg.projection_dim)
+        c_shape = (cfg.n_layers, 2, batch, cfg.lstm_dim)
+        if tuple(state.h.shape) != h_shape or tuple(state.c.shape) != c_shape:
+            raise ValueError(
+                Errors.E022.format(
+                    h_shape=h_shape, c_shape=c_shape, got_h=tuple(state.h.shape), got_c=tuple(state.c.shape)
+                )
+            )
+
+
+def _reverse_index(lengths: Tensor, seq: int) -> Tensor:
+    """``(batch, seq)`` index that reverses each row within its length (an involution)."""
+    t = torch.arange(seq, device=lengths.device).unsqueeze(0)
+    L = lengths.unsqueeze(1)
+    return torch.where(t < L, L - 1 - t, t)
+
+
+def _gather_time(x: Tensor, index: Tensor) -> Tensor:
+    """``x[b, index[b, t]]`` for ``x`` of shape ``(batch, seq, dim)``."""
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))

@@ -1,0 +1,96 @@
+"""The ELMo biLM: character ids -> every layer's contextual vectors.
+
+Stateless by default: each call starts every sequence from a zero LSTM state,
+so a token's vectors never depend on the other sequences of the batch or on
+earlier calls. The state is an explicit optional input and output only so that
+the stateful protocol of the reference implementations can be replayed.
+"""
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import Errors
+from .chars import sentence_boundary_ids
+from .config import BiLMConfig
+from .lstm import LSTMState, StackedBiLSTM
+from .token_encoder import TokenEncoder
+
+
+class BiLMOutput(NamedTuple):
+    """layers: ``(n_layers + 1, batch, seq, 2 * projection_dim)``; layer 0 is the
+    token representation twice (``[t; t]``), layers 1.. are ``[forward; backward]``
+    LSTM outputs; zero at padding. mask: ``(batch, seq)`` bool, True at tokens.
+    state: the final LSTM state, when asked for (else ``None``).
+    """
+
+    layers: Tensor
+    mask: Tensor
+    state: Optional[LSTMState]
+
+
+class BiLM(nn.Module):
+    """Character CNN token encoder + stacked bidirectional projected LSTM."""
+
+    def __init__(self, config: BiLMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.token_encoder = TokenEncoder(config)
+        self.lstm = StackedBiLSTM(config)
+        self.register_buffer(
+            "boundary_ids", sentence_boundary_ids(config.max_characters_per_token), persistent=False
+        )
+
+    @property
+    def output_dim(self) -> int:
+        return self.config.output_dim
+
+    def token_representations(self, char_ids: Tensor) -> Tensor:
+        """Context-independent vectors: ``(..., max_chars)`` -> ``(..., projection_dim)``."""
+        return self.token_encoder(char_ids)
+
+    def forward(
+        self,
+        char_ids: Tensor,
+        state: Optional[LSTMState] = None,
+        *,
+        return_state: bool = False,
+    ) -> BiLMOutput:
+        """Run the biLM on right-padded sentences *without* boundary tokens.
+
+        char_ids: ``(batch, seq, max_chars)`` long, from :func:`~.chars.batch_to_ids`;
+        a row of zeros is a padding token. ``<S>``/``</S>`` are added around each
+        sentence here and removed from the output.
+        state: LSTM state to start from (rows in batch order); zeros when ``None``.
+        """
+        cfg = self.config
+        if char_ids.dim() != 3 or char_ids.shape[-1] != cfg.max_characters_per_token or char_ids.is_floating_point():
+            raise ValueError(
+                Errors.E021.format(n_chars=cfg.max_characters_per_token, shape=tuple(char_ids.shape), dtype=char_ids.dtype)
+            )
+        batch, seq, _ = char_ids.shape
+        mask = (char_ids > 0).any(dim=-1)
+        lengths = mask.sum(dim=1)
+        with_bounds = self._add_boundaries(char_ids, lengths)
+        tokens = self.token_encoder(with_bounds)  # (batch, seq + 2, P)
+        lstm_out, new_state = self.lstm(tokens, lengths + 2, state)
+        # Drop <S> (position 0) and </S> (position length + 1, zeroed by the mask).
+        mask_f = mask.unsqueeze(-1).to(tokens.dtype)
+        token_layer = tokens[:, 1 : seq + 1] * mask_f
+        layers = torch.cat(
+            [
+                torch.cat([token_layer, token_layer], dim=-1).unsqueeze(0),
+                lstm_out[:, :, 1 : seq + 1] * mask_f.unsqueeze(0),
+            ]
+        )
+        return BiLMOutput(layers, mask, new_state if return_state else None)
+
+    def _add_boundaries(self, char_ids: Tensor, lengths: Tensor) -> Tensor:
+        """``(batch, seq, W)`` -> ``(batch, seq + 2, W)`` with ``<S>`` first and ``</S>`` after each row's last token."""
+        batch, seq, width = char_ids.shape
+        out = char_ids.new_zeros(batch, seq + 2, width)
+        out[:, 1 : seq + 1] = char_ids
+        bos, eos = self.boundary_ids.to(char_ids.device)
+        out[:, 0] = bos
+        out[torch.arange(batch, device=char_ids.device), lengths + 1] = eos
+        return out

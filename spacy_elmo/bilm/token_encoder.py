@@ -1,0 +1,81 @@
+"""The context-independent token representation: characters -> one vector per token.
+
+char embedding -> one convolution per filter width, max-pooled over the
+characters, then ``activation`` -> highway layers -> linear projection to
+``projection_dim``. Parameters are kept in TensorFlow orientation
+(``y = x @ W + b``) where that makes the mapping to bilm-tf files a plain copy.
+"""
+from typing import List
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .chars import N_RAW_CHARS
+from .config import BiLMConfig
+
+
+class Highway(nn.Module):
+    """bilm-tf's highway layer: ``g * relu(x W_t + b_t) + (1 - g) * x``, ``g = sigmoid(x W_c + b_c)``.
+
+    x: ``(n, dim)`` -> ``(n, dim)``.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.w_carry = nn.Parameter(torch.empty(dim, dim))
+        self.b_carry = nn.Parameter(torch.zeros(dim))
+        self.w_transform = nn.Parameter(torch.empty(dim, dim))
+        self.b_transform = nn.Parameter(torch.zeros(dim))
+        nn.init.xavier_uniform_(self.w_carry)
+        nn.init.xavier_uniform_(self.w_transform)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate = torch.sigmoid(torch.addmm(self.b_carry, x, self.w_carry))
+        transform = torch.relu(torch.addmm(self.b_transform, x, self.w_transform))
+        return gate * transform + (1.0 - gate) * x
+
+
+class TokenEncoder(nn.Module):
+    """Character CNN token encoder.
+
+    char_ids: ``(..., max_chars)`` long, shifted ids (0 = padding token)
+    -> ``(..., projection_dim)`` float.
+    """
+
+    def __init__(self, config: BiLMConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.char_embedding_dim
+        # Row 0 is the padding id and stays zero; rows 1..261 are raw ids 0..260.
+        self.char_embedding = nn.Parameter(torch.randn(N_RAW_CHARS + 1, dim) * 0.1)
+        with torch.no_grad():
+            self.char_embedding[0].zero_()
+        self.convolutions = nn.ModuleList(nn.Conv1d(dim, n, kernel_size=width) for width, n in config.filters)
+        n_filters = config.n_filters
+        self.highways = nn.ModuleList(Highway(n_filters) for _ in range(config.n_highway))
+        self.has_projection = n_filters != config.projection_dim
+        if self.has_projection:
+            self.w_proj = nn.Parameter(torch.empty(n_filters, config.projection_dim))
+            self.b_proj = nn.Parameter(torch.zeros(config.projection_dim))
+            nn.init.xavier_uniform_(self.w_proj)
+        self._activation = torch.relu if config.activation == "relu" else torch.tanh
+
+    @property
+    def output_dim(self) -> int:
+        return self.config.projection_dim
+
+    def forward(self, char_ids: Tensor) -> Tensor:
+        lead = char_ids.shape[:-1]
+        flat = char_ids.reshape(-1, char_ids.shape[-1])
+        # (n, max_chars, dim) -> (n, dim, max_chars) for Conv1d
+        embedded = F.embedding(flat, self.char_embedding).transpose(1, 2)
+        pooled: List[Tensor] = []
+        for conv in self.convolutions:
+            pooled.append(self._activation(conv(embedded).amax(dim=-1)))
+        x = torch.cat(pooled, dim=-1)
+        for highway in self.highways:
+            x = highway(x)
+        if self.has_projection:
+            x = torch.addmm(self.b_proj, x, self.w_proj)
+        return x.reshape(*lead, x.shape[-1])

@@ -1,0 +1,31 @@
+"""Command line: ``python -m spacy_elmo COMMAND ...`` (also installed as ``spacy-elmo``)."""
+import argparse
+import sys
+from typing import List, Optional
+
+from ..bilm import OptionsError, WeightFileError
+from . import embed
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m spacy_elmo", description="ELMo for spaCy")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    embed_parser = commands.add_parser(
+        "embed",
+        help="ELMo vectors for a file of sentences, written to HDF5 (like `allennlp elmo`)",
+        description=embed.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    embed.add_arguments(embed_parser)
+    embed_parser.set_defaults(func=embed.run)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (OptionsError, WeightFileError, embed.InputError) as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 1

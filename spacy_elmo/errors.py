@@ -1,0 +1,82 @@
+"""One place for every error and warning text of spacy-elmo.
+
+Plain Python on purpose: ``spacy_elmo.bilm`` imports this module and must stay
+free of spaCy and Thinc imports. Codes are stable once released (``E0xx`` for
+errors, ``W0xx`` for warnings); texts may improve.
+"""
+
+
+class ErrorsWithCodes(type):
+    """Metaclass that prefixes each message with its code, as spaCy does."""
+
+    def __getattribute__(self, code: str) -> str:
+        msg = super().__getattribute__(code)
+        if code.startswith("__"):
+            return msg
+        return f"[{code}] {msg}"
+
+
+class Warnings(metaclass=ErrorsWithCodes):
+    W001 = (
+        "Weight file {path} holds datasets this model does not use, which are "
+        "ignored and will not be written back: {names}."
+    )
+
+
+class Errors(metaclass=ErrorsWithCodes):
+    # Options (options.json)
+    E001 = (
+        "Options file {path} not found. Pass the options.json that belongs to "
+        "the weight file (AllenNLP names it *_options.json)."
+    )
+    E002 = (
+        "Options file {path} is not valid JSON ({err}). It should be the "
+        "options.json written next to the weights by bilm-tf or AllenNLP."
+    )
+    E003 = (
+        "Options {path} lack the key '{key}'. A biLM options file needs "
+        "lstm.{{dim, projection_dim, n_layers}} and char_cnn.{{embedding.dim, "
+        "filters, n_highway, activation}}; add the key or use the options.json "
+        "that came with the weights."
+    )
+    E004 = "Options {path}: '{key}' has the invalid value {value!r}: {why}."
+    # Weights (HDF5)
+    E010 = (
+        "Weight file {path} not found. Pass the weights.hdf5 that belongs to "
+        "the options (AllenNLP names it *_weights.hdf5)."
+    )
+    E011 = (
+        "Weight file {path} is not an HDF5 file ({err}). It may be truncated "
+        "by an interrupted download or be another format: fetch it again."
+    )
+    E012 = (
+        "Weight file {path} has no dataset '{name}'. Check that the options "
+        "and weights belong to the same model ({detail})."
+    )
+    E013 = (
+        "Weight file {path}: dataset '{name}' has shape {actual}, but the "
+        "options ({options}) imply {expected}. The options and weights belong "
+        "to different models: pass the options.json released with these weights."
+    )
+    E014 = "Weight file {path} could not be written: {err}."
+    # Character ids and model inputs
+    E020 = (
+        "Expected a list of tokens (a list of str) for sentence {index}, got "
+        "{type}. Tokenise first, e.g. text.split()."
+    )
+    E021 = (
+        "Character ids must be an integer tensor of shape (batch, seq_len, "
+        "{n_chars}), got shape {shape} and dtype {dtype}."
+    )
+    E022 = (
+        "The LSTM state does not fit this batch: expected h {h_shape} and c "
+        "{c_shape}, got {got_h} and {got_c}."
+    )
+    E023 = "max_characters_per_token must be at least 3 (BOW, one byte, EOW), got {value}."
+    # embed command
+    E030 = "Input file {path} not found."
+    E031 = "Input file {path}, line {line}: not valid UTF-8 ({err})."
+    E032 = "Input file {path}, line {line}: not valid JSON ({err}). Each line of a .jsonl file must be a JSON list of token strings."
+    E033 = "Input file {path}, line {line}: expected a JSON list of strings, got {got}."
+    E034 = "--batch-size must be a positive number of sentences, got {value}."
+    E035 = "Output file {path} could not be written: {err}."
