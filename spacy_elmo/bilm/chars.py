@@ -15,6 +15,7 @@ Each token becomes ``max_characters_per_token`` (50) ids:
 The empty token ``""`` is ``[BOW, EOW, pad...]``; whitespace tokens are their
 bytes like any other token.
 """
+from collections import abc
 from functools import lru_cache
 from typing import List, Optional, Sequence, Tuple
 
@@ -80,7 +81,7 @@ def batch_to_ids(
     """
     batch: List[List[List[int]]] = []
     for index, sentence in enumerate(sentences):
-        if isinstance(sentence, str) or not all(isinstance(tok, str) for tok in sentence):
+        if isinstance(sentence, str) or not isinstance(sentence, abc.Sequence) or not all(isinstance(tok, str) for tok in sentence):
             raise TypeError(Errors.E020.format(index=index, type=_describe(sentence)))
         batch.append([_word_to_char_ids(tok, max_chars) for tok in sentence])
     longest = max((len(s) for s in batch), default=0)

@@ -180,7 +180,12 @@ class BiLMConfig:
             ) from None
         for key in ("cell_clip", "proj_clip"):
             if kwargs[key] is not None:
-                kwargs[key] = float(kwargs[key])  # type: ignore[arg-type]
+                try:
+                    kwargs[key] = float(kwargs[key])  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    raise OptionsError(
+                        Errors.E004.format(path=source, key=f"lstm.{key}", value=kwargs[key], why="expected a number")
+                    ) from None
         # Bypass __post_init__ so that validation errors name the options file.
         config = cls.__new__(cls)
         for name, value in kwargs.items():

@@ -1,0 +1,132 @@
+"""`python -m spacy_elmo embed`: formats, output modes, order, errors."""
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from spacy_elmo.bilm import batch_to_ids
+from spacy_elmo.cli import main
+
+SENTENCES = [
+    ["The", "cat", "sat", "on", "the", "mat", "."],
+    [],
+    ["Bonjour", "•", "東京", "🙂"],
+    ["x" * 70],
+    ["A", "much", "longer", "sentence", "with", "more", "tokens", "than", "any", "other", "one", "here", "."],
+    ["One"],
+]
+
+
+@pytest.fixture
+def txt_input(tmp_path):
+    path = tmp_path / "sentences.txt"
+    path.write_text("\n".join(" ".join(s) for s in SENTENCES) + "\n", encoding="utf8")
+    return path
+
+
+@pytest.fixture
+def expected_layers(reference_bilm):
+    out = []
+    with torch.no_grad():
+        for s in SENTENCES:
+            out.append(reference_bilm(batch_to_ids([s])).layers[:, 0].numpy())
+    return out
+
+
+def _run(reference_options, reference_weights, inp, out, *flags):
+    return main(["embed", str(reference_options), str(reference_weights), str(inp), str(out), "--quiet", *flags])
+
+
+@pytest.mark.parametrize("mode", ["all", "top", "average"])
+@pytest.mark.parametrize("batch_size", [1, 2, 64])
+def test_txt_all_modes(tmp_path, reference_options, reference_weights, txt_input, expected_layers, mode, batch_size):
+    out = tmp_path / "out.hdf5"
+    assert _run(reference_options, reference_weights, txt_input, out, f"--{mode}", "--batch-size", str(batch_size)) == 0
+    with h5py.File(out, "r") as f:
+        assert list(f.keys()) == [str(i) for i in range(len(SENTENCES))]  # input order
+        for i, sentence in enumerate(SENTENCES):
+            data = f[str(i)][...]
+            assert data.dtype == np.float32
+            layers = expected_layers[i]
+            expected = {"all": layers, "top": layers[-1], "average": layers.mean(axis=0)}[mode]
+            assert data.shape == expected.shape
+            assert data.shape[-1] == 32 and data.shape[-2] == len(sentence)
+            np.testing.assert_allclose(data, expected, atol=2e-6, rtol=1e-5)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_jsonl_takes_any_token(tmp_path, reference_options, reference_weights, reference_bilm):
+    sentences = [["", " ", "a b"], ["\t"], [], ["<S>", "plain"]]
+    path = tmp_path / "tokens.jsonl"
+    path.write_text("\n".join(json.dumps(s) for s in sentences) + "\n", encoding="utf8")
+    out = tmp_path / "out.hdf5"
+    assert _run(reference_options, reference_weights, path, out, "--top") == 0
+    with h5py.File(out, "r") as f, torch.no_grad():
+        for i, s in enumerate(sentences):
+            assert f[str(i)].shape == (len(s), 32)
+            if s:
+                expected = reference_bilm(batch_to_ids([s])).layers[-1, 0].numpy()
+                np.testing.assert_allclose(f[str(i)][...], expected, atol=2e-6, rtol=1e-5)
+
+
+def test_txt_and_jsonl_agree(tmp_path, reference_options, reference_weights, txt_input):
+    jsonl = tmp_path / "same.jsonl"
+    jsonl.write_text("\n".join(json.dumps(s) for s in SENTENCES), encoding="utf8")
+    assert _run(reference_options, reference_weights, txt_input, tmp_path / "a.hdf5") == 0
+    assert _run(reference_options, reference_weights, jsonl, tmp_path / "b.hdf5") == 0
+    with h5py.File(tmp_path / "a.hdf5") as a, h5py.File(tmp_path / "b.hdf5") as b:
+        for key in a:
+            assert np.array_equal(a[key][...], b[key][...])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('["ok"]\n{"not": "a list"}\n', "line 2: expected a JSON list of strings, got a JSON dict"),
+        ('["ok"]\n["a", 3]\n', "line 2: expected a JSON list of strings, got a list holding int"),
+        ('["ok"]\n["ok"]\n[unquoted]\n', "line 3: not valid JSON"),
+        ('"just a string"\n', "line 1: expected a JSON list of strings, got a JSON str"),
+    ],
+)
+def test_bad_jsonl_names_the_line(tmp_path, reference_options, reference_weights, capsys, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content, encoding="utf8")
+    out = tmp_path / "out.hdf5"
+    assert _run(reference_options, reference_weights, path, out) == 1
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err
+    assert not out.exists()
+
+
+def test_bad_utf8_names_the_line(tmp_path, reference_options, reference_weights, capsys):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"fine line\nbad \xff byte\n")
+    assert _run(reference_options, reference_weights, path, tmp_path / "o.hdf5") == 1
+    assert "line 2: not valid UTF-8" in capsys.readouterr().err
+
+
+def test_missing_input_and_weights(tmp_path, reference_options, reference_weights, txt_input, capsys):
+    assert _run(reference_options, reference_weights, tmp_path / "none.txt", tmp_path / "o.hdf5") == 1
+    assert "none.txt not found" in capsys.readouterr().err
+    assert _run(reference_options, tmp_path / "w.hdf5", txt_input, tmp_path / "o.hdf5") == 1
+    assert "w.hdf5 not found" in capsys.readouterr().err
+    assert _run(reference_options, reference_weights, txt_input, tmp_path / "o.hdf5", "--batch-size", "0") == 1
+    assert "--batch-size" in capsys.readouterr().err
+
+
+def test_module_entry_point_and_progress_bar(tmp_path, reference_options, reference_weights, txt_input):
+    out = tmp_path / "out.hdf5"
+    proc = subprocess.run(
+        [sys.executable, "-m", "spacy_elmo", "embed", str(reference_options), str(reference_weights), str(txt_input), str(out), "--average"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "6/6" in proc.stderr and "sent" in proc.stderr  # progress on stderr
+    assert proc.stdout == ""
+    with h5py.File(out) as f:
+        assert f["0"].shape == (7, 32)
