@@ -18,7 +18,9 @@ How it is made fast:
 * the input-to-hidden products of a whole layer are one batched matrix product
   before the loop; the loop does only ``h @ W_h``, the gates and ``@ W_p``;
 * rows are sorted by length, so step ``t`` touches only the ``n_t`` rows still
-  running (no work on padding, and a finished row keeps its final state).
+  running (no work on padding, and a finished row keeps its final state);
+* the char-CNN-free loop holds ~10 tensor operations per step and layer, all
+  over both directions and every live row.
 """
 from bisect import bisect_left
 from typing import List, NamedTuple, Optional, Tuple
@@ -64,11 +66,16 @@ class BiLSTMLayer(nn.Module):
                 nn.init.xavier_uniform_(w[d])
 
     def input_products(self, x: Tensor) -> Tensor:
-        """``(2, batch, seq, input_dim)`` -> time-major gate inputs ``(seq, 2, batch, 4 * lstm_dim)``."""
-        two, batch, seq, dim = x.shape
-        bias = (self.bias + self.forget_offset).unsqueeze(1)
-        xp = torch.baddbmm(bias, x.reshape(two, batch * seq, dim), self.w_input)
-        return xp.view(two, batch, seq, -1).permute(2, 0, 1, 3).contiguous()
+        """``(2, seq, batch, input_dim)`` -> input-to-hidden products ``(2, seq, batch, 4 * lstm_dim)``.
+
+        One batched matrix product for the whole layer; biases are added per step.
+        """
+        two, seq, batch, dim = x.shape
+        return torch.bmm(x.reshape(two, seq * batch, dim), self.w_input).view(two, seq, batch, -1)
+
+    def gate_bias(self) -> Tensor:
+        """``(2, 1, 4 * lstm_dim)``: the stored bias plus TensorFlow's forget bias."""
+        return (self.bias + self.forget_offset).unsqueeze(1)
 
 
 class StackedBiLSTM(nn.Module):
@@ -114,11 +121,12 @@ class StackedBiLSTM(nn.Module):
             inputs = inputs.index_select(0, order)
             state = LSTMState(state.h.index_select(2, order), state.c.index_select(2, order))
         # Rows still live at step t: a non-increasing list, computed once on the host.
-        desc = sorted_lengths.tolist()
-        asc = desc[::-1]
+        asc = sorted_lengths.tolist()[::-1]
         live = [batch - bisect_left(asc, t + 1) for t in range(seq)]
-        reverse = _reverse_index(sorted_lengths, seq)
-        x = torch.stack([inputs, _gather_time(inputs, reverse)])
+        # Time-major from here: (seq, batch, .), so that step t is one block.
+        reverse = _reverse_index(sorted_lengths, seq)  # (seq, batch)
+        x_fwd = inputs.transpose(0, 1)
+        x = torch.stack([x_fwd, _gather_time(x_fwd, reverse)])  # (2, seq, batch, P)
         outputs: List[Tensor] = []
         final_h: List[Tensor] = []
         final_c: List[Tensor] = []
@@ -130,7 +138,7 @@ class StackedBiLSTM(nn.Module):
             final_c.append(c)
             outputs.append(torch.cat([y[0], _gather_time(y[1], reverse)], dim=-1))
             x = y
-        out = torch.stack(outputs)
+        out = torch.stack(outputs).transpose(1, 2)  # (n_layers, batch, seq, 2P)
         new_state = LSTMState(torch.stack(final_h), torch.stack(final_c))
         if needs_sort:
             inverse = torch.empty_like(order)
@@ -140,37 +148,49 @@ class StackedBiLSTM(nn.Module):
         return out, new_state
 
     def _run_layer(
-        self, layer: BiLSTMLayer, x: Tensor, live: List[int], h: Tensor, c: Tensor
+        self, layer: BiLSTMLayer, x: Tensor, live: List[int], h0: Tensor, c0: Tensor
     ) -> Tuple[Tensor, Tensor, Tensor]:
-        """x: ``(2, batch, seq, in)`` -> ``(2, batch, seq, P)`` and the final ``h``, ``c``."""
+        """x: ``(2, seq, batch, in)`` -> ``(2, seq, batch, P)`` and the final ``h``, ``c`` ``(2, batch, .)``.
+
+        The live rows of step ``t`` are read through strided views (no copies).
+        Without autograd the state is updated in place.
+        """
         cfg = self.config
         C = cfg.lstm_dim
-        two, batch, seq, _ = x.shape
-        xp = layer.input_products(x)
-        out = x.new_zeros(seq, 2, batch, cfg.projection_dim)
+        _, seq, batch, _ = x.shape
+        xp = layer.input_products(x)  # (2, seq, batch, 4C), blocks i, j, f, o
+        bias = layer.gate_bias()
+        out = x.new_zeros(2, seq, batch, cfg.projection_dim)
         w_hidden, w_proj = layer.w_hidden, layer.w_proj
         cell_clip, proj_clip = cfg.cell_clip, cfg.proj_clip
+        in_place = not (
+            torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters()))
+        )
+        h, c = (h0.clone(), c0.clone()) if in_place else (h0, c0)
         for t in range(seq):
             n = live[t]
             if n == 0:
                 break
-            h_live = h if n == batch else h[:, :n]
-            c_live = c if n == batch else c[:, :n]
-            gates = torch.baddbmm(xp[t, :, :n], h_live, w_hidden)
-            i, j, f, o = gates.split(C, dim=-1)
-            c_new = torch.sigmoid(f) * c_live + torch.sigmoid(i) * torch.tanh(j)
+            gates = torch.baddbmm(bias, h[:, :n], w_hidden)  # (2, n, 4C)
+            gates += xp[:, t, :n]
+            ij = torch.sigmoid(gates[..., :C]) * torch.tanh(gates[..., C : 2 * C])
+            fo = torch.sigmoid(gates[..., 2 * C :])
+            c_new = torch.addcmul(ij, fo[..., :C], c[:, :n])
             if cell_clip is not None:
-                c_new = c_new.clamp(-cell_clip, cell_clip)
-            h_new = torch.bmm(torch.sigmoid(o) * torch.tanh(c_new), w_proj)
+                c_new = c_new.clamp_(-cell_clip, cell_clip)
+            h_new = torch.bmm(fo[..., C:] * torch.tanh(c_new), w_proj)  # (2, n, P)
             if proj_clip is not None:
-                h_new = h_new.clamp(-proj_clip, proj_clip)
-            out[t, :, :n] = h_new
-            if n == batch:
+                h_new = h_new.clamp_(-proj_clip, proj_clip)
+            out[:, t, :n] = h_new
+            if in_place:
+                h[:, :n] = h_new
+                c[:, :n] = c_new
+            elif n == batch:
                 h, c = h_new, c_new
             else:
                 h = torch.cat([h_new, h[:, n:]], dim=1)
                 c = torch.cat([c_new, c[:, n:]], dim=1)
-        return out.permute(1, 2, 0, 3), h, c
+        return out, h, c
 
     def _check_state(self, state: LSTMState, batch: int) -> None:
         cfg = self.config
@@ -185,12 +205,12 @@ class StackedBiLSTM(nn.Module):
 
 
 def _reverse_index(lengths: Tensor, seq: int) -> Tensor:
-    """``(batch, seq)`` index that reverses each row within its length (an involution)."""
-    t = torch.arange(seq, device=lengths.device).unsqueeze(0)
-    L = lengths.unsqueeze(1)
+    """``(seq, batch)`` time index that reverses each row within its length (an involution)."""
+    t = torch.arange(seq, device=lengths.device).unsqueeze(1)
+    L = lengths.unsqueeze(0)
     return torch.where(t < L, L - 1 - t, t)
 
 
 def _gather_time(x: Tensor, index: Tensor) -> Tensor:
-    """``x[b, index[b, t]]`` for ``x`` of shape ``(batch, seq, dim)``."""
-    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    """``x[index[t, b], b]`` for time-major ``x`` of shape ``(seq, batch, dim)``."""
+    return x.gather(0, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))

@@ -72,7 +72,7 @@ class BiLM(nn.Module):
         mask = (char_ids > 0).any(dim=-1)
         lengths = mask.sum(dim=1)
         with_bounds = self._add_boundaries(char_ids, lengths)
-        tokens = self.token_encoder(with_bounds)  # (batch, seq + 2, P)
+        tokens = self._encode_unique(with_bounds)  # (batch, seq + 2, P)
         lstm_out, new_state = self.lstm(tokens, lengths + 2, state)
         # Drop <S> (position 0) and </S> (position length + 1, zeroed by the mask).
         mask_f = mask.unsqueeze(-1).to(tokens.dtype)
@@ -84,6 +84,18 @@ class BiLM(nn.Module):
             ]
         )
         return BiLMOutput(layers, mask, new_state if return_state else None)
+
+    def _encode_unique(self, char_ids: Tensor) -> Tensor:
+        """Token encoder on each distinct token of the batch once, scattered back.
+
+        Natural text repeats words (and every sentence has ``<S>``/``</S>``), so this
+        skips most of the char-CNN work; gradients still reach every occurrence.
+        """
+        flat = char_ids.reshape(-1, char_ids.shape[-1])
+        if flat.shape[0] == 0:
+            return self.token_encoder(char_ids)
+        unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        return self.token_encoder(unique).index_select(0, inverse).view(*char_ids.shape[:-1], -1)
 
     def _add_boundaries(self, char_ids: Tensor, lengths: Tensor) -> Tensor:
         """``(batch, seq, W)`` -> ``(batch, seq + 2, W)`` with ``<S>`` first and ``</S>`` after each row's last token."""

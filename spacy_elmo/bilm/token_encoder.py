@@ -14,6 +14,9 @@ from torch.nn import functional as F
 from .chars import N_RAW_CHARS
 from .config import BiLMConfig
 
+# Tokens per block of the character convolutions on CPU (cache-sized work).
+CPU_BLOCK = 64
+
 
 class Highway(nn.Module):
     """bilm-tf's highway layer: ``g * relu(x W_t + b_t) + (1 - g) * x``, ``g = sigmoid(x W_c + b_c)``.
@@ -68,14 +71,34 @@ class TokenEncoder(nn.Module):
     def forward(self, char_ids: Tensor) -> Tensor:
         lead = char_ids.shape[:-1]
         flat = char_ids.reshape(-1, char_ids.shape[-1])
-        # (n, max_chars, dim) -> (n, dim, max_chars) for Conv1d
-        embedded = F.embedding(flat, self.char_embedding).transpose(1, 2)
-        pooled: List[Tensor] = []
-        for conv in self.convolutions:
-            pooled.append(self._activation(conv(embedded).amax(dim=-1)))
-        x = torch.cat(pooled, dim=-1)
+        # On CPU, small blocks of tokens keep each block's windows in cache.
+        block = CPU_BLOCK if flat.device.type == "cpu" else max(flat.shape[0], 1)
+        if flat.shape[0] <= block:
+            x = self._convolve(flat)
+        else:
+            x = torch.cat([self._convolve(flat[i : i + block]) for i in range(0, flat.shape[0], block)])
         for highway in self.highways:
             x = highway(x)
         if self.has_projection:
             x = torch.addmm(self.b_proj, x, self.w_proj)
         return x.reshape(*lead, x.shape[-1])
+
+    def _convolve(self, char_ids: Tensor) -> Tensor:
+        """``(n, max_chars)`` -> ``(n, n_filters)``: each convolution max-pooled, then activated.
+
+        A convolution is computed as one matrix product over the character
+        windows (``unfold``), which is several times faster on CPU than a
+        1-D convolution with so few input channels.
+        """
+        n, max_chars = char_ids.shape
+        embedded = F.embedding(char_ids, self.char_embedding)  # (n, max_chars, dim)
+        pooled: List[Tensor] = []
+        for conv in self.convolutions:
+            n_out, dim, width = conv.weight.shape
+            positions = max_chars - width + 1
+            # (n, positions, dim, width): window features in Conv1d's weight order
+            windows = embedded.unfold(1, width, 1).reshape(n * positions, dim * width)
+            y = torch.mm(windows, conv.weight.reshape(n_out, dim * width).t())
+            # max(y + b) == max(y) + b exactly (rounding is monotone): add b after pooling
+            pooled.append(self._activation(y.view(n, positions, n_out).amax(dim=1) + conv.bias))
+        return torch.cat(pooled, dim=-1)

@@ -1,0 +1,45 @@
+"""The fast token-encoder paths against the plain definitions they replace."""
+import torch
+from torch.nn import functional as F
+
+from spacy_elmo.bilm import BiLM, BiLMConfig, batch_to_ids
+from spacy_elmo.bilm.token_encoder import CPU_BLOCK, TokenEncoder
+
+
+def _config(**kw):
+    base = dict(char_embedding_dim=8, filters=((1, 4), (3, 8), (7, 16)), n_highway=2, lstm_dim=16, projection_dim=8, n_layers=2)
+    base.update(kw)
+    return BiLMConfig(**base)
+
+
+def _conv1d_reference(enc: TokenEncoder, char_ids):
+    """char embedding -> Conv1d -> max over positions -> activation, the textbook way."""
+    x = F.embedding(char_ids, enc.char_embedding).transpose(1, 2)
+    act = torch.relu if enc.config.activation == "relu" else torch.tanh
+    pooled = torch.cat([act(conv(x).max(dim=-1).values) for conv in enc.convolutions], dim=-1)
+    for hw in enc.highways:
+        pooled = hw(pooled)
+    return torch.addmm(enc.b_proj, pooled, enc.w_proj) if enc.has_projection else pooled
+
+
+def test_windowed_matmul_equals_conv1d_across_blocks():
+    torch.manual_seed(0)
+    for activation in ("relu", "tanh"):
+        enc = TokenEncoder(_config(activation=activation)).eval()
+        words = [f"w{i}" * (i % 9) for i in range(3 * CPU_BLOCK + 5)] + ["", "x" * 80, "•東京"]
+        ids = batch_to_ids([words])[0]
+        with torch.no_grad():
+            fast, ref = enc(ids), _conv1d_reference(enc, ids)
+        torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_batch_dedup_equals_encoding_every_position():
+    torch.manual_seed(0)
+    bilm = BiLM(_config()).eval()
+    sentences = [["the", "cat", "the", "end"], ["the"], ["end", "cat", "cat"]]
+    ids = batch_to_ids(sentences)
+    with torch.no_grad():
+        layers = bilm(ids).layers
+        per_position = bilm.token_representations(ids)
+    for r, s in enumerate(sentences):
+        torch.testing.assert_close(layers[0, r, : len(s), :8], per_position[r, : len(s)], atol=1e-6, rtol=1e-5)
