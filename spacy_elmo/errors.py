@@ -80,3 +80,48 @@ class Errors(metaclass=ErrorsWithCodes):
     E033 = "Input file {path}, line {line}: expected a JSON list of strings, got {got}."
     E034 = "--batch-size must be a positive number of sentences, got {value}."
     E035 = "Output file {path} could not be written: {err}."
+    # The elmo component
+    E040 = (
+        "The '{name}' component has no biLM weights yet. Call nlp.initialize() "
+        "(it reads them from the component's 'source'), or load a saved pipeline."
+    )
+    E041 = (
+        "Unknown ELMo source {source!r}: it is neither a published model name "
+        "({names}) nor an existing path. Pass a folder holding options.json + "
+        "weights.hdf5 (or AllenNLP's *_options.json + *_weights.hdf5), the two "
+        "file paths as a list [options, weights], or one of the names."
+    )
+    E042 = (
+        "ELMo folder {path} holds no options/weights pair: expected options.json "
+        "+ weights.hdf5 or one *_options.json + *_weights.hdf5. Found: {found}."
+    )
+    E043 = (
+        "ELMo folder {path} holds several options/weights pairs ({found}): pass "
+        "the two file paths as a list [options, weights] instead."
+    )
+    E044 = (
+        "Could not download the published ELMo model '{name}' ({err}). Without "
+        "network access, fetch these files yourself:\n{files}\nand put them "
+        "there (or pass the folder as the source). The cache folder is set by "
+        "the environment variable {env}."
+    )
+    E045 = (
+        "Invalid mix {mix!r} for the ELMo layers: use 'scalar' (learned softmax "
+        "weights and scale), 'average', 'top' or 'all' (layers concatenated)."
+    )
+    E046 = (
+        "The '{name}' component is configured with width = {width}, but the "
+        "weights from {source} give {natural} with mix = '{mix}'. Set "
+        "width = {natural} (and ${{components.{name}.model.width}} follows "
+        "in listeners), or set project = true to learn a projection to {width}."
+    )
+    E047 = "Invalid {what} {value!r} for the ELMo component: {why}."
+    E048 = (
+        "A listener of '{name}' in component '{listener}' expects width {expected}, "
+        "but '{name}' produces {width}. Use width = ${{components.{name}.model.width}} "
+        "in the listener."
+    )
+    E049 = (
+        "Spans from get_spans must lie inside their doc and hold at least one "
+        "token; got span [{start}:{end}] for a doc of {length} tokens."
+    )

@@ -1,0 +1,116 @@
+"""Registered architectures (names in setup.cfg's ``spacy_architectures`` entry points).
+
+``spacy-elmo.ElmoTok2Vec.v1``: ``Model[List[Doc], List[Floats2d]]``, one
+``(len(doc), width)`` array per doc::
+
+    docs -> get_spans -> [biLM -> layer mix] per batch of spans -> per-doc arrays -> (projection)
+
+The biLM weights are not part of the config: they are attached at
+``initialize`` (:func:`attach_bilm`) and saved inside the pipeline.
+"""
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from spacy.tokens import Doc
+from thinc.api import Linear, Model, chain, with_array
+from thinc.types import Floats2d
+
+from . import registry  # noqa: F401  (adds span_getters / model_loaders)
+from .bilm import BiLM
+from .errors import Errors
+from .layers.bilm_wrapper import ElmoBiLM, set_bilm
+from .layers.mix import MIXES, LayerMix, output_width, set_mix_dims
+from .layers.spans import SpanGetter, sent_or_window_spans_v1
+from .layers.with_spans import with_spans
+
+InT = List[Doc]
+OutT = List[Floats2d]
+
+
+def elmo_tok2vec_v1(
+    width: Optional[int] = None,
+    mix: str = "scalar",
+    project: bool = False,
+    get_spans: Optional[SpanGetter] = None,
+    max_batch_items: int = 4096,
+    mixed_precision: bool = False,
+    grad_scaler_config: Dict[str, Any] = {},
+) -> Model[InT, OutT]:
+    """ELMo vectors for every token.
+
+    width: output width; ``None`` for the natural width of the weights
+        (``2 * projection_dim``, times the number of layers for ``mix = "all"``).
+        Listeners need a number: set it, and write ``${components.elmo.model.width}``.
+    mix: ``"scalar"`` (learned, starts as the average), ``"average"``, ``"top"``, ``"all"``.
+    project: learn a linear projection from the natural width to ``width``.
+    get_spans: how docs are cut for the biLM (default: sentences when set, else
+        windows of 128 tokens every 96).
+    max_batch_items: padded tokens per biLM batch (bounds memory).
+    mixed_precision / grad_scaler_config: passed to Thinc's PyTorchWrapper_v3.
+    """
+    if mix not in MIXES:
+        raise ValueError(Errors.E045.format(mix=mix))
+    if width is not None and (not isinstance(width, int) or isinstance(width, bool) or width < 1):
+        raise ValueError(Errors.E047.format(what="width", value=width, why="it must be a positive integer (or null for the weights' own width)"))
+    if project and width is None:
+        raise ValueError(Errors.E047.format(what="width", value=width, why="project = true needs a width to project to"))
+    bilm = ElmoBiLM(mixed_precision=mixed_precision, grad_scaler_config=grad_scaler_config)
+    layer_mix = LayerMix(mix)
+    spans_model = with_spans(get_spans or sent_or_window_spans_v1(), chain(bilm, layer_mix), max_batch_items)
+    layers: List[Model] = [spans_model]
+    projection = None
+    if project:
+        projection = with_array(Linear(nO=width))
+        layers.append(projection)
+    model: Model[InT, OutT] = Model(
+        "elmo_tok2vec",
+        forward,
+        init=init,
+        layers=layers,
+        dims={"nO": width},
+        refs={"bilm": bilm, "mix": layer_mix, "spans": spans_model, "projection": projection},
+        attrs={"mix": mix, "project": project, "width": width},
+    )
+    return model
+
+
+def forward(model: Model[InT, OutT], docs: InT, is_train: bool) -> Tuple[OutT, Callable]:
+    Y, backprops = docs, []
+    for layer in model.layers:
+        Y, bp = layer(Y, is_train)
+        backprops.append(bp)
+
+    def backprop(dY: OutT) -> InT:
+        for bp in reversed(backprops):
+            dY = bp(dY)
+        return []
+
+    return Y, backprop
+
+
+def init(model: Model[InT, OutT], X: Optional[InT] = None, Y: Optional[OutT] = None) -> None:
+    bilm = model.get_ref("bilm")
+    if bilm.get_dim("nL") is None:
+        raise ValueError(Errors.E040.format(name="elmo"))
+    for layer in model.layers:
+        layer.initialize()
+
+
+def natural_width(model: Model, bilm: BiLM) -> int:
+    return output_width(model.attrs["mix"], bilm.config.n_output_layers, bilm.config.output_dim)
+
+
+def attach_bilm(model: Model[InT, OutT], bilm: BiLM, *, name: str = "elmo", source: str = "the weights") -> None:
+    """Put ``bilm`` into an ElmoTok2Vec model and set every dim from it; checks ``width``."""
+    natural = natural_width(model, bilm)
+    width = model.attrs["width"]
+    if width is not None and width != natural and not model.attrs["project"]:
+        raise ValueError(Errors.E046.format(name=name, width=width, source=source, natural=natural, mix=model.attrs["mix"]))
+    set_bilm(model.get_ref("bilm"), bilm)
+    set_mix_dims(model.get_ref("mix"), bilm.config.n_output_layers, bilm.config.output_dim)
+    model.get_ref("spans").set_dim("nO", natural, force=True)
+    projection = model.maybe_get_ref("projection")
+    if projection is not None:
+        linear = projection.layers[0]
+        linear.set_dim("nI", natural, force=True)
+        projection.set_dim("nI", natural, force=True)
+    model.set_dim("nO", width if width is not None else natural, force=True)

@@ -1,0 +1,1 @@
+"""Thinc glue around the biLM, one concern per file (nothing here knows about pipes)."""

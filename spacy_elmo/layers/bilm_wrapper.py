@@ -1,0 +1,151 @@
+"""The biLM as a Thinc layer: token strings in, every layer's vectors out.
+
+``Model[List[List[str]], List[Floats3d]]``: one token list per sequence in, one
+``(n_layers + 1, n_tokens, 2 * projection_dim)`` array per sequence out.
+
+The torch module lives in Thinc's ``PyTorchWrapper_v3`` (mixed precision, grad
+scaler, device handling through Thinc/torch) with conversion and serialization
+callbacks. The weights arrive at ``initialize`` (see :func:`set_bilm`); until
+then a placeholder module raises a clear error. Serialized pipelines hold the
+options and the tensors (read back with ``torch.load(weights_only=True)``).
+
+Frozen (the default), the biLM runs without autograd even in training, and
+its backprop callback returns nothing: no graph is built through it.
+"""
+import json
+from io import BytesIO
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+from thinc.api import (
+    ArgsKwargs,
+    Model,
+    PyTorchGradScaler,
+    PyTorchWrapper_v3,
+    get_torch_default_device,
+    torch2xp,
+    xp2torch,
+)
+from thinc.types import Floats3d
+
+from ..bilm import BiLM, BiLMConfig, batch_to_ids
+from ..errors import Errors
+
+InT = List[List[str]]
+OutT = List[Floats3d]
+
+
+class UnloadedBiLM(torch.nn.Module):
+    """Stands in for the biLM until weights are attached at initialize."""
+
+    def __init__(self, component: str = "elmo") -> None:
+        super().__init__()
+        self.component = component
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError(Errors.E040.format(name=self.component))
+
+
+def ElmoBiLM(
+    *,
+    mixed_precision: bool = False,
+    grad_scaler_config: Optional[Dict[str, Any]] = None,
+    trainable: bool = False,
+) -> Model[InT, OutT]:
+    """dims: ``nL`` (layers out: n_layers + 1) and ``nO`` (2 * projection_dim), set by :func:`set_bilm`."""
+    grad_scaler_config = dict(grad_scaler_config or {})
+    if mixed_precision and "enabled" not in grad_scaler_config:
+        grad_scaler_config["enabled"] = True
+    wrapper = PyTorchWrapper_v3(
+        UnloadedBiLM(),
+        convert_inputs=convert_inputs,
+        convert_outputs=convert_outputs,
+        mixed_precision=mixed_precision,
+        grad_scaler=PyTorchGradScaler(**grad_scaler_config),
+        serialize_model=serialize_bilm,
+        deserialize_model=deserialize_bilm,
+    )
+    return Model(
+        "elmo_bilm",
+        forward,
+        layers=[wrapper],
+        dims={"nL": None, "nO": None},
+        attrs={"trainable": trainable},
+    )
+
+
+def forward(model: Model[InT, OutT], X: InT, is_train: bool) -> Tuple[OutT, Callable]:
+    wrapper = model.layers[0]
+    if is_train and model.attrs["trainable"]:
+        return wrapper(X, is_train=True)
+    return wrapper.predict(X), _no_backprop
+
+
+def _no_backprop(dY: OutT) -> InT:
+    return []
+
+
+def get_torch_bilm(model: Model) -> torch.nn.Module:
+    """The torch module inside an :func:`ElmoBiLM` layer."""
+    return model.layers[0].shims[0]._model
+
+
+def set_bilm(model: Model, bilm: BiLM) -> None:
+    """Attach loaded weights to an :func:`ElmoBiLM` layer (on Thinc's current device)."""
+    shim = model.layers[0].shims[0]
+    bilm = bilm.to(get_torch_default_device())
+    bilm.requires_grad_(bool(model.attrs["trainable"]))
+    shim._model = bilm
+    model.set_dim("nL", bilm.config.n_output_layers, force=True)
+    model.set_dim("nO", bilm.config.output_dim, force=True)
+
+
+def set_trainable(model: Model, trainable: bool) -> None:
+    model.attrs["trainable"] = trainable
+    bilm = get_torch_bilm(model)
+    if isinstance(bilm, BiLM):
+        bilm.requires_grad_(trainable)
+
+
+def convert_inputs(model: Model, X: InT, is_train: bool) -> Tuple[ArgsKwargs, Callable]:
+    shim = model.shims[0]
+    bilm = shim._model
+    max_chars = bilm.config.max_characters_per_token if isinstance(bilm, BiLM) else 50
+    ids = batch_to_ids(X, max_chars).to(shim.device)
+    return ArgsKwargs(args=(ids,), kwargs={}), lambda d_inputs: []
+
+
+def convert_outputs(model: Model, X_Ytorch: Tuple[InT, Any], is_train: bool) -> Tuple[OutT, Callable]:
+    X, output = X_Ytorch
+    layers = output.layers
+    Y = [torch2xp(layers[:, i, : len(tokens)].float().contiguous()) for i, tokens in enumerate(X)]
+
+    def backprop(dY: OutT) -> ArgsKwargs:
+        d_layers = torch.zeros_like(layers)
+        for i, d in enumerate(dY):
+            d_layers[:, i, : d.shape[1]] = xp2torch(d, device=layers.device).to(layers.dtype)
+        return ArgsKwargs(args=((layers,),), kwargs={"grad_tensors": (d_layers,)})
+
+    return Y, backprop
+
+
+def serialize_bilm(module: torch.nn.Module) -> bytes:
+    """Options and tensors of the biLM (empty before weights are attached)."""
+    if not isinstance(module, BiLM):
+        return b""
+    buffer = BytesIO()
+    state = {name: tensor.detach().cpu() for name, tensor in module.state_dict().items()}
+    torch.save({"options": json.dumps(module.config.to_options()), "state": state}, buffer)
+    return buffer.getvalue()
+
+
+def deserialize_bilm(module: torch.nn.Module, data: bytes, device: torch.device) -> torch.nn.Module:
+    """Rebuild the biLM from :func:`serialize_bilm`'s bytes; never unpickles code."""
+    if not data:
+        return module
+    saved = torch.load(BytesIO(data), map_location=device, weights_only=True)
+    config = BiLMConfig.from_options(json.loads(saved["options"]), source="<serialized pipeline>")
+    bilm = BiLM(config)
+    bilm.load_state_dict(saved["state"])
+    # frozen until the layer's "trainable" attribute says otherwise (see set_trainable)
+    return bilm.to(device).requires_grad_(False).eval()

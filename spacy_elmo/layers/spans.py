@@ -1,0 +1,101 @@
+"""Span getters: how docs are cut into the sequences the biLM reads.
+
+Same call signature as spacy-transformers' span getters, so theirs can be used
+too: ``get_spans(docs) -> List[List[Span]]``, one list of spans per doc, each
+span non-empty and inside its doc. Tokens covered by several spans get the
+average of their vectors; tokens covered by none get zeros.
+"""
+from typing import Callable, Iterable, List
+
+from spacy.tokens import Doc, Span
+
+from ..errors import Errors
+
+SpanGetter = Callable[[Iterable[Doc]], List[List[Span]]]
+
+
+def _check_window(window: int, stride: int) -> None:
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(Errors.E047.format(what="window", value=window, why="it must be a positive number of tokens"))
+    if not isinstance(stride, int) or not 1 <= stride <= window:
+        raise ValueError(
+            Errors.E047.format(
+                what="stride", value=stride, why=f"it must be between 1 and the window ({window}) so that windows cover every token"
+            )
+        )
+
+
+def _windows(doc: Doc, start: int, end: int, window: int, stride: int) -> List[Span]:
+    """Windows of ``window`` tokens every ``stride`` tokens over ``doc[start:end]``, the last one ending at ``end``."""
+    spans = []
+    pos = start
+    while True:
+        stop = min(pos + window, end)
+        spans.append(doc[pos:stop])
+        if stop >= end:
+            return spans
+        pos += stride
+
+
+def strided_spans_v1(window: int = 128, stride: int = 96) -> SpanGetter:
+    """Overlapping windows over every doc (ignores sentence boundaries)."""
+    _check_window(window, stride)
+
+    def get_strided_spans(docs: Iterable[Doc]) -> List[List[Span]]:
+        return [_windows(doc, 0, len(doc), window, stride) if len(doc) else [] for doc in docs]
+
+    return get_strided_spans
+
+
+def sent_spans_v1(max_length: int = 0, stride: int = 0) -> SpanGetter:
+    """One span per sentence (needs sentence boundaries: a parser, senter or
+    sentencizer before the component). Sentences longer than ``max_length``
+    (when > 0) are cut into windows every ``stride`` tokens."""
+    if max_length:
+        _check_window(max_length, stride or max_length)
+
+    def get_sent_spans(docs: Iterable[Doc]) -> List[List[Span]]:
+        out = []
+        for doc in docs:
+            spans: List[Span] = []
+            for sent in doc.sents:
+                if max_length and len(sent) > max_length:
+                    spans.extend(_windows(doc, sent.start, sent.end, max_length, stride or max_length))
+                else:
+                    spans.append(sent)
+            out.append(spans)
+        return out
+
+    return get_sent_spans
+
+
+def sent_or_window_spans_v1(window: int = 128, stride: int = 96) -> SpanGetter:
+    """Sentences when a doc has sentence boundaries, else overlapping windows;
+    sentences longer than ``window`` are cut into windows too. The default:
+    ELMo was trained on sentences, and memory stays bounded for any doc."""
+    _check_window(window, stride)
+
+    def get_sent_or_window_spans(docs: Iterable[Doc]) -> List[List[Span]]:
+        out = []
+        for doc in docs:
+            if not len(doc):
+                out.append([])
+            elif doc.has_annotation("SENT_START"):
+                spans: List[Span] = []
+                for sent in doc.sents:
+                    spans.extend(_windows(doc, sent.start, sent.end, window, stride) if len(sent) > window else [sent])
+                out.append(spans)
+            else:
+                out.append(_windows(doc, 0, len(doc), window, stride))
+        return out
+
+    return get_sent_or_window_spans
+
+
+def doc_spans_v1() -> SpanGetter:
+    """The whole doc as one span (memory grows with the longest doc)."""
+
+    def get_doc_spans(docs: Iterable[Doc]) -> List[List[Span]]:
+        return [[doc[:]] if len(doc) else [] for doc in docs]
+
+    return get_doc_spans

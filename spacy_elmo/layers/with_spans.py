@@ -1,0 +1,96 @@
+"""Docs -> spans -> a sequence layer -> one array per doc.
+
+``with_spans(get_spans, layer, max_batch_items)``: ``Model[List[Doc], List[Floats2d]]``.
+The spans of all docs are sorted by length and run through ``layer``
+(``Model[List[List[str]], List[Floats2d]]``) in batches whose padded size
+(sequences x longest) stays under ``max_batch_items`` tokens, so memory is
+bounded whatever the docs; results go back to input order. A token covered by
+several spans (overlapping windows) gets the average of its vectors.
+"""
+from typing import Callable, List, Optional, Tuple
+
+from spacy.tokens import Doc
+from thinc.api import Model
+from thinc.types import Floats2d
+
+from ..errors import Errors
+from .spans import SpanGetter
+
+InT = List[Doc]
+OutT = List[Floats2d]
+Bounds = List[Tuple[int, int, int]]  # (doc index, start, end) per span
+
+
+def with_spans(get_spans: SpanGetter, layer: Model, max_batch_items: int = 4096) -> Model[InT, OutT]:
+    if not isinstance(max_batch_items, int) or max_batch_items < 1:
+        raise ValueError(
+            Errors.E047.format(what="max_batch_items", value=max_batch_items, why="it must be a positive number of tokens")
+        )
+    return Model(
+        "with_spans",
+        forward,
+        init=init,
+        layers=[layer],
+        dims={"nO": None},
+        attrs={"get_spans": get_spans, "max_batch_items": max_batch_items},
+    )
+
+
+def init(model: Model[InT, OutT], X: Optional[InT] = None, Y: Optional[OutT] = None) -> None:
+    layer = model.layers[0]
+    layer.initialize()
+    if layer.has_dim("nO") and layer.get_dim("nO") is not None:
+        model.set_dim("nO", layer.get_dim("nO"), force=True)
+
+
+def batches_by_length(lengths: List[int], max_batch_items: int) -> List[List[int]]:
+    """Indices grouped so that ``len(group) * longest <= max_batch_items`` (a
+    longer single sequence goes alone), shortest first."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: List[List[int]] = []
+    current: List[int] = []
+    for i in order:
+        if current and (len(current) + 1) * lengths[i] > max_batch_items:
+            groups.append(current)
+            current = []
+        current.append(i)
+    if current:
+        groups.append(current)
+    return groups
+
+
+def forward(model: Model[InT, OutT], docs: InT, is_train: bool) -> Tuple[OutT, Callable]:
+    layer = model.layers[0]
+    ops = model.ops
+    width = model.get_dim("nO")
+    bounds: Bounds = []
+    texts: List[List[str]] = []
+    for d, spans in enumerate(model.attrs["get_spans"](docs)):
+        length = len(docs[d])
+        for span in spans:
+            if not 0 <= span.start < span.end <= length:
+                raise ValueError(Errors.E049.format(start=span.start, end=span.end, length=length))
+            bounds.append((d, span.start, span.end))
+            texts.append([token.text for token in span])
+    span_out: List[Optional[Floats2d]] = [None] * len(texts)
+    callbacks = []
+    for group in batches_by_length([len(t) for t in texts], model.attrs["max_batch_items"]):
+        Y, backprop = layer([texts[i] for i in group], is_train)
+        for i, y in zip(group, Y):
+            span_out[i] = y
+        callbacks.append((group, backprop))
+    outputs = [ops.alloc2f(len(doc), width) for doc in docs]
+    counts = [ops.alloc1f(len(doc)) for doc in docs]
+    for (d, start, end), y in zip(bounds, span_out):
+        outputs[d][start:end] += y
+        counts[d][start:end] += 1
+    scales = [1.0 / ops.xp.maximum(c, 1.0)[:, None] for c in counts]
+    outputs = [out * scale for out, scale in zip(outputs, scales)]
+
+    def backprop(dY: OutT) -> InT:
+        scaled = [dy * scale for dy, scale in zip(dY, scales)]
+        for group, bp in callbacks:
+            bp([scaled[bounds[i][0]][bounds[i][1] : bounds[i][2]] for i in group])
+        return []
+
+    return outputs, backprop

@@ -1,0 +1,140 @@
+"""Where biLM weights come from at ``[initialize]``.
+
+A *source* is one of:
+
+* a folder holding ``options.json`` + ``weights.hdf5``, or AllenNLP's
+  ``*_options.json`` + ``*_weights.hdf5`` (one pair);
+* the two file paths, as a list ``[options, weights]``;
+* a published English model name: ``small``, ``medium``, ``original``,
+  ``original-5.5b``, downloaded once from the AllenNLP release addresses into
+  the cache folder (``$SPACY_ELMO_CACHE``, default ``~/.cache/spacy-elmo``).
+
+Loaders are registered in ``registry.model_loaders`` (setup.cfg entry points):
+a loader is a function of no arguments returning a :class:`~.bilm.BiLM`, so
+other formats can be added without touching the component.
+"""
+import os
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence, Tuple, Union
+
+from .bilm import BiLM, load_bilm
+from .errors import Errors
+
+Source = Union[str, Path, Sequence[Union[str, Path]]]
+BiLMLoader = Callable[[], BiLM]
+
+CACHE_ENV = "SPACY_ELMO_CACHE"
+_BASE = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo/"
+# name -> (folder on the release server, file stem)
+PUBLISHED: Dict[str, Tuple[str, str]] = {
+    "small": ("2x1024_128_2048cnn_1xhighway", "elmo_2x1024_128_2048cnn_1xhighway"),
+    "medium": ("2x2048_256_2048cnn_1xhighway", "elmo_2x2048_256_2048cnn_1xhighway"),
+    "original": ("2x4096_512_2048cnn_2xhighway", "elmo_2x4096_512_2048cnn_2xhighway"),
+    "original-5.5b": ("2x4096_512_2048cnn_2xhighway_5.5B", "elmo_2x4096_512_2048cnn_2xhighway_5.5B"),
+}
+# Output width (2 x projection_dim) of each published model.
+PUBLISHED_WIDTH = {"small": 256, "medium": 512, "original": 1024, "original-5.5b": 1024}
+
+
+def cache_dir() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "spacy-elmo"
+
+
+def published_urls(name: str) -> Dict[str, str]:
+    """``{"options.json": url, "weights.hdf5": url}`` of a published model."""
+    folder, stem = PUBLISHED[name]
+    return {
+        "options.json": f"{_BASE}{folder}/{stem}_options.json",
+        "weights.hdf5": f"{_BASE}{folder}/{stem}_weights.hdf5",
+    }
+
+
+def resolve_source(source: Source, *, download: bool = True) -> Tuple[Path, Path]:
+    """The ``(options, weights)`` paths of a source (downloading a published model if needed)."""
+    if isinstance(source, (list, tuple)):
+        if len(source) != 2:
+            raise ValueError(Errors.E041.format(source=source, names=", ".join(PUBLISHED)))
+        return Path(source[0]), Path(source[1])
+    text = str(source)
+    if text.lower() in PUBLISHED:
+        return fetch_published(text.lower(), download=download)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _pair_in_folder(path)
+    if path.is_file() and path.name.endswith("options.json"):
+        weights = path.with_name(path.name[: -len("options.json")] + "weights.hdf5")
+        return path, weights
+    raise ValueError(Errors.E041.format(source=text, names=", ".join(PUBLISHED)))
+
+
+def _pair_in_folder(folder: Path) -> Tuple[Path, Path]:
+    if (folder / "options.json").is_file() and (folder / "weights.hdf5").is_file():
+        return folder / "options.json", folder / "weights.hdf5"
+    pairs: List[Tuple[Path, Path]] = []
+    for options in sorted(folder.glob("*options.json")):
+        weights = options.with_name(options.name[: -len("options.json")] + "weights.hdf5")
+        if weights.is_file():
+            pairs.append((options, weights))
+    if len(pairs) == 1:
+        return pairs[0]
+    found = ", ".join(sorted(p.name for p in folder.iterdir())[:10]) or "nothing"
+    if not pairs:
+        raise ValueError(Errors.E042.format(path=folder, found=found))
+    raise ValueError(Errors.E043.format(path=folder, found=", ".join(o.name for o, _ in pairs)))
+
+
+def fetch_published(name: str, *, download: bool = True) -> Tuple[Path, Path]:
+    """Paths of a published model in the cache, downloading missing files once."""
+    target = cache_dir() / name
+    urls = published_urls(name)
+    paths = {filename: target / filename for filename in urls}
+    missing = [filename for filename, path in paths.items() if not path.is_file()]
+    if missing:
+        try:
+            if not download:
+                raise OSError("downloads are disabled")
+            target.mkdir(parents=True, exist_ok=True)
+            for filename in missing:
+                download_file(urls[filename], paths[filename])
+        except OSError as err:  # URLError is an OSError
+            files = "\n".join(f"  {urls[f]}\n    -> {paths[f]}" for f in missing)
+            raise OSError(Errors.E044.format(name=name, err=err, files=files, env=CACHE_ENV)) from None
+    return paths["options.json"], paths["weights.hdf5"]
+
+
+def download_file(url: str, path: Path, *, timeout: float = 60.0) -> None:
+    """Stream ``url`` to ``path`` with a progress bar; the file appears only when complete."""
+    from tqdm import tqdm
+
+    tmp = path.with_name(path.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, tmp.open("wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=path.name, file=sys.stderr) as bar:
+                while True:
+                    chunk = response.read(1 << 20)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def bilm_tf_loader_v1(source: Source = "small") -> BiLMLoader:
+    """Registered as ``spacy-elmo.BilmTfLoader.v1``: options.json + HDF5 from any source."""
+
+    def load() -> BiLM:
+        options, weights = resolve_source(source)
+        return load_bilm(options, weights)
+
+    load.source = source  # type: ignore[attr-defined]
+    return load
+

@@ -1,0 +1,190 @@
+"""The ``elmo`` pipeline component: ELMo vectors in ``Doc.tensor`` for every doc.
+
+A subclass of spaCy's ``Tok2Vec`` pipe, so downstream components listen with
+the stock ``spacy.Tok2VecListener.v1`` (``upstream = "elmo"``), and training,
+``replace_listeners`` and frozen/annotating components behave as for
+``tok2vec``. The biLM weights are read at ``initialize`` from ``source`` (or an
+``[initialize.components.elmo.loader]``) and stored inside the pipeline.
+"""
+from typing import Callable, Iterable, List, Optional, Sequence, Union
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline.tok2vec import Tok2Vec
+from spacy.tokens import Doc, Span, Token
+from spacy.vocab import Vocab
+from thinc.api import Config, Model
+from thinc.types import Floats2d
+
+from . import registry  # noqa: F401  (adds span_getters / model_loaders)
+from .architectures import attach_bilm
+from .bilm import BiLM
+from .errors import Errors
+from .layers.bilm_wrapper import get_torch_bilm, set_trainable
+from .loaders import bilm_tf_loader_v1
+
+DEFAULT_ELMO_MODEL = """
+[model]
+@architectures = "spacy-elmo.ElmoTok2Vec.v1"
+width = null
+mix = "scalar"
+project = false
+max_batch_items = 4096
+mixed_precision = false
+grad_scaler_config = {}
+
+[model.get_spans]
+@span_getters = "spacy-elmo.sent_or_window_spans.v1"
+window = 128
+stride = 96
+"""
+
+
+@Language.factory(
+    "elmo",
+    assigns=["doc.tensor"],
+    default_config={
+        "model": Config().from_str(DEFAULT_ELMO_MODEL)["model"],
+        "source": "small",
+        "set_vector_hooks": True,
+    },
+)
+def make_elmo(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], List[Floats2d]],
+    source: Union[str, List[str]],
+    set_vector_hooks: bool,
+) -> "ElmoComponent":
+    """ELMo vectors for every token in ``doc.tensor``.
+
+    source: where :meth:`ElmoComponent.initialize` reads the biLM: a folder with
+        options.json + weights.hdf5 (or AllenNLP's *_options.json + *_weights.hdf5),
+        ``[options, weights]`` paths, or a published name (small, medium, original,
+        original-5.5b; downloaded once into $SPACY_ELMO_CACHE).
+    set_vector_hooks: make ``token.vector``, ``span.vector``, ``doc.vector`` and
+        ``similarity`` use the ELMo vectors through user hooks, also when the vocab
+        has static vectors (without them spaCy falls back to ``doc.tensor`` anyway,
+        but warns W007 on similarity). Hooks are not serialized with a doc; the
+        fallback then still applies where the vocab has no vectors.
+    """
+    return ElmoComponent(nlp.vocab, model, name, source=source, set_vector_hooks=set_vector_hooks)
+
+
+class ElmoComponent(Tok2Vec):
+    """Writes ELMo vectors, ``(len(doc), width)`` float32, to ``doc.tensor``."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model[List[Doc], List[Floats2d]],
+        name: str = "elmo",
+        *,
+        source: Union[str, List[str]] = "small",
+        set_vector_hooks: bool = True,
+    ) -> None:
+        super().__init__(vocab, model, name)
+        if not source or not isinstance(source, (str, list, tuple)):
+            raise ValueError(Errors.E047.format(what="source", value=source, why="give a folder, [options, weights] paths or a published name"))
+        self.source = source
+        self.set_vector_hooks = set_vector_hooks
+
+    @property
+    def is_loaded(self) -> bool:
+        return isinstance(get_torch_bilm(self.model.get_ref("bilm")), BiLM)
+
+    def initialize(
+        self,
+        get_examples: Optional[Callable[[], Iterable]] = None,
+        *,
+        nlp: Optional[Language] = None,
+        loader: Optional[Callable[[], BiLM]] = None,
+    ) -> None:
+        """Read the biLM weights (from ``loader``, else from ``source``) and initialize the mix.
+
+        loader: a ``registry.model_loaders`` function of no arguments returning a
+            :class:`~spacy_elmo.bilm.BiLM`, e.g. ``spacy-elmo.BilmTfLoader.v1``.
+        """
+        if loader is None:
+            loader = bilm_tf_loader_v1(self.source)
+        bilm = loader()
+        described = getattr(loader, "source", self.source)
+        attach_bilm(self.model, bilm, name=self.name, source=repr(described))
+        self.model.initialize()
+        self._check_listeners()
+
+    def _check_listeners(self) -> None:
+        width = self.model.get_dim("nO")
+        for component in self.listening_components:
+            for listener in self.listener_map[component]:
+                expected = listener.get_dim("nO")
+                if expected != width:
+                    raise ValueError(Errors.E048.format(name=self.name, listener=component, expected=expected, width=width))
+
+    def predict(self, docs: Iterable[Doc]) -> List[Floats2d]:
+        docs = list(docs)
+        if not self.is_loaded:
+            raise ValueError(Errors.E040.format(name=self.name))
+        if not any(len(doc) for doc in docs):
+            width = self.model.get_dim("nO")
+            return [self.model.ops.alloc2f(0, width) for _ in docs]
+        return self.model.predict(docs)
+
+    def set_annotations(self, docs: Sequence[Doc], tokvecses: Sequence[Floats2d]) -> None:
+        hooks = self.set_vector_hooks
+        for doc, tokvecs in zip(docs, tokvecses):
+            assert tokvecs.shape[0] == len(doc)
+            doc.tensor = tokvecs
+            if hooks:
+                install_vector_hooks(doc)
+
+    def from_bytes(self, bytes_data, *, exclude=tuple()):
+        super().from_bytes(bytes_data, exclude=exclude)
+        set_trainable(self.model.get_ref("bilm"), self.model.get_ref("bilm").attrs["trainable"])
+        return self
+
+    def from_disk(self, path, *, exclude=tuple()):
+        super().from_disk(path, exclude=exclude)
+        set_trainable(self.model.get_ref("bilm"), self.model.get_ref("bilm").attrs["trainable"])
+        return self
+
+
+def install_vector_hooks(doc: Doc) -> None:
+    """Make vectors and similarity of ``doc`` and its spans and tokens come from ``doc.tensor``."""
+    doc.user_hooks["vector"] = doc_vector
+    doc.user_hooks["has_vector"] = has_tensor
+    doc.user_span_hooks["vector"] = span_vector
+    doc.user_span_hooks["has_vector"] = has_tensor
+    doc.user_token_hooks["vector"] = token_vector
+    doc.user_token_hooks["has_vector"] = has_tensor
+    for hooks in (doc.user_hooks, doc.user_span_hooks, doc.user_token_hooks):
+        hooks["similarity"] = cosine_similarity
+
+
+# Module-level functions (not lambdas), so hooked docs can be pickled.
+def _to_numpy(array) -> numpy.ndarray:
+    return array.get() if hasattr(array, "get") else numpy.asarray(array)
+
+
+def doc_vector(doc: Doc) -> numpy.ndarray:
+    return _to_numpy(doc.tensor.mean(axis=0)) if len(doc) else numpy.zeros((doc.tensor.shape[1],), dtype="float32")
+
+
+def span_vector(span: Span) -> numpy.ndarray:
+    tensor = span.doc.tensor
+    return _to_numpy(tensor[span.start : span.end].mean(axis=0)) if len(span) else numpy.zeros((tensor.shape[1],), dtype="float32")
+
+
+def token_vector(token: Token) -> numpy.ndarray:
+    return _to_numpy(token.doc.tensor[token.i])
+
+
+def cosine_similarity(obj: Union[Doc, Span, Token], other: Union[Doc, Span, Token]) -> float:
+    a, b = _to_numpy(obj.vector), _to_numpy(other.vector)
+    norm = float(numpy.linalg.norm(a) * numpy.linalg.norm(b))
+    return float(numpy.dot(a, b) / norm) if norm else 0.0
+
+
+def has_tensor(obj: Union[Doc, Span, Token]) -> bool:
+    doc = obj if isinstance(obj, Doc) else obj.doc
+    return doc.tensor.size > 0
