@@ -49,3 +49,30 @@ def reference_bilm(reference_options: Path, reference_weights: Path):
 def reference_sentences(reference_dir: Path):
     """3 lists of 10 sentences (whitespace-tokenised strings)."""
     return json.loads((reference_dir / "sentences.json").read_text(encoding="utf8"))
+
+
+@pytest.fixture(scope="session")
+def reference_source(reference_options: Path, reference_weights: Path):
+    """The fixture biLM as an ``elmo`` source: the two file paths."""
+    return [str(reference_options), str(reference_weights)]
+
+
+@pytest.fixture(scope="session")
+def elmo_nlp(reference_source):
+    """A blank English pipeline with an initialized ``elmo`` (fixture biLM, scalar mix)."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"source": reference_source})
+    nlp.initialize()
+    return nlp
+
+
+def bilm_average(bilm, tokens):
+    """Average of the biLM layers for one token list, straight from the model layer."""
+    import torch
+
+    from spacy_elmo.bilm import batch_to_ids
+
+    with torch.no_grad():
+        return bilm(batch_to_ids([list(tokens)])).layers[:, 0].mean(dim=0).numpy()

@@ -13,6 +13,7 @@ Frozen (the default), the biLM runs without autograd even in training, and
 its backprop callback returns nothing: no graph is built through it.
 """
 import json
+import os
 from io import BytesIO
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -33,6 +34,17 @@ from ..errors import Errors
 
 InT = List[List[str]]
 OutT = List[Floats3d]
+
+
+def _one_thread_in_forked_children() -> None:
+    # nlp.pipe(n_process=N) forks: OpenMP's thread pool does not survive a fork
+    # (torch would hang in the child's first parallel op), and N processes
+    # share the cores anyway, so each child computes with one thread.
+    torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_one_thread_in_forked_children)
 
 
 class UnloadedBiLM(torch.nn.Module):
