@@ -4,7 +4,7 @@ import sys
 from typing import List, Optional
 
 from ..bilm import OptionsError, WeightFileError
-from . import embed
+from . import embed, init_pipeline
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,14 @@ def make_parser() -> argparse.ArgumentParser:
     )
     embed.add_arguments(embed_parser)
     embed_parser.set_defaults(func=embed.run)
+    init_parser = commands.add_parser(
+        "init-pipeline",
+        help="save a spaCy pipeline with an initialized elmo component (weights inside)",
+        description=init_pipeline.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    init_pipeline.add_arguments(init_parser)
+    init_parser.set_defaults(func=init_pipeline.run)
     return parser
 
 
@@ -26,6 +34,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (OptionsError, WeightFileError, embed.InputError) as err:
+    except (OptionsError, WeightFileError, embed.InputError, ValueError, OSError) as err:
         print(f"Error: {err}", file=sys.stderr)
         return 1
