@@ -3,7 +3,8 @@
 A *source* is one of:
 
 * a folder holding ``options.json`` + ``weights.hdf5``, or AllenNLP's
-  ``*_options.json`` + ``*_weights.hdf5`` (one pair);
+  ``*_options.json`` + ``*_weights.hdf5`` (one pair; or exactly one file of
+  each kind under different stems);
 * the two file paths, as a list ``[options, weights]``;
 * a published English model name: ``small``, ``medium``, ``original``,
   ``original-5.5b``, downloaded once from the AllenNLP release addresses into
@@ -82,6 +83,12 @@ def _pair_in_folder(folder: Path) -> Tuple[Path, Path]:
             pairs.append((options, weights))
     if len(pairs) == 1:
         return pairs[0]
+    if not pairs:
+        # one options file and one weights file under other stems (e.g. lm_weights.hdf5)
+        all_options = sorted(folder.glob("*options.json"))
+        all_weights = sorted(folder.glob("*weights.hdf5"))
+        if len(all_options) == 1 and len(all_weights) == 1:
+            return all_options[0], all_weights[0]
     found = ", ".join(sorted(p.name for p in folder.iterdir())[:10]) or "nothing"
     if not pairs:
         raise ValueError(Errors.E042.format(path=folder, found=found))

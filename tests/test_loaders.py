@@ -31,6 +31,11 @@ def test_folder_with_canonical_or_allennlp_names(tmp_path, reference_options, re
         loaders.resolve_source(allen)
 
 
+def test_folder_with_one_options_and_one_weights_file(reference_dir, reference_options, reference_weights):
+    # the AllenNLP fixture folder: options.json + lm_weights.hdf5 among other .hdf5 files
+    assert loaders.resolve_source(str(reference_dir)) == (reference_options, reference_weights)
+
+
 def test_pair_and_unknown(reference_options, reference_weights):
     assert loaders.resolve_source([str(reference_options), str(reference_weights)]) == (reference_options, reference_weights)
     with pytest.raises(ValueError, match="Unknown ELMo source 'smal'.*small, medium, original, original-5.5b"):
