@@ -32,6 +32,10 @@ def elmo_tok2vec_v1(
     project: bool = False,
     get_spans: Optional[SpanGetter] = None,
     max_batch_items: int = 4096,
+    fine_tune: str = "none",
+    lr_scale: float = 0.1,
+    cache_mb: float = 1024,
+    cache_float16: bool = False,
     mixed_precision: bool = False,
     grad_scaler_config: Dict[str, Any] = {},
 ) -> Model[InT, OutT]:
@@ -45,6 +49,11 @@ def elmo_tok2vec_v1(
     get_spans: how docs are cut for the biLM (default: sentences when set, else
         windows of 128 tokens every 96).
     max_batch_items: padded tokens per biLM batch (bounds memory).
+    fine_tune: ``"none"`` (frozen biLM, the default), ``"top"`` (top LSTM layer),
+        ``"lstm"`` (all LSTM layers) or ``"all"`` (char CNN too).
+    lr_scale: learning-rate factor for fine-tuned biLM parameters.
+    cache_mb / cache_float16: frozen biLM outputs of training spans are cached
+        across epochs up to ``cache_mb`` MiB (0: off), optionally in float16.
     mixed_precision / grad_scaler_config: passed to Thinc's PyTorchWrapper_v3.
     """
     if mix not in MIXES:
@@ -53,7 +62,14 @@ def elmo_tok2vec_v1(
         raise ValueError(Errors.E047.format(what="width", value=width, why="it must be a positive integer (or null for the weights' own width)"))
     if project and width is None:
         raise ValueError(Errors.E047.format(what="width", value=width, why="project = true needs a width to project to"))
-    bilm = ElmoBiLM(mixed_precision=mixed_precision, grad_scaler_config=grad_scaler_config)
+    bilm = ElmoBiLM(
+        mixed_precision=mixed_precision,
+        grad_scaler_config=grad_scaler_config,
+        fine_tune=fine_tune,
+        lr_scale=lr_scale,
+        cache_mb=cache_mb,
+        cache_float16=cache_float16,
+    )
     layer_mix = LayerMix(mix)
     spans_model = with_spans(get_spans or sent_or_window_spans_v1(), chain(bilm, layer_mix), max_batch_items)
     layers: List[Model] = [spans_model]

@@ -20,7 +20,7 @@ from . import registry  # noqa: F401  (adds span_getters / model_loaders)
 from .architectures import attach_bilm
 from .bilm import BiLM
 from .errors import Errors
-from .layers.bilm_wrapper import get_torch_bilm, set_trainable
+from .layers.bilm_wrapper import LRScaledOptimizer, get_torch_bilm, set_trainable
 from .loaders import bilm_tf_loader_v1
 
 DEFAULT_ELMO_MODEL = """
@@ -30,6 +30,10 @@ width = null
 mix = "scalar"
 project = false
 max_batch_items = 4096
+fine_tune = "none"
+lr_scale = 0.1
+cache_mb = 1024
+cache_float16 = false
 mixed_precision = false
 grad_scaler_config = {}
 
@@ -138,14 +142,28 @@ class ElmoComponent(Tok2Vec):
             if hooks:
                 install_vector_hooks(doc)
 
+    def finish_update(self, sgd) -> None:
+        """Thinc's ``Model.finish_update``, with the biLM's own learning-rate scale."""
+        bilm_layer = self.model.get_ref("bilm")
+        bilm_wrapper = bilm_layer.layers[0]
+        scaled = LRScaledOptimizer(sgd, bilm_layer.attrs["lr_scale"])
+        for node in self.model.walk():
+            for shim in node.shims:
+                shim.finish_update(scaled if node is bilm_wrapper else sgd)
+        for node in self.model.walk():
+            for name in node.param_names:
+                if node.has_grad(name):
+                    param, grad = sgd((node.id, name), node.get_param(name), node.get_grad(name))
+                    node.set_param(name, param)
+
     def from_bytes(self, bytes_data, *, exclude=tuple()):
         super().from_bytes(bytes_data, exclude=exclude)
-        set_trainable(self.model.get_ref("bilm"), self.model.get_ref("bilm").attrs["trainable"])
+        set_trainable(self.model.get_ref("bilm"))
         return self
 
     def from_disk(self, path, *, exclude=tuple()):
         super().from_disk(path, exclude=exclude)
-        set_trainable(self.model.get_ref("bilm"), self.model.get_ref("bilm").attrs["trainable"])
+        set_trainable(self.model.get_ref("bilm"))
         return self
 
 

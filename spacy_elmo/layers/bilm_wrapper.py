@@ -9,8 +9,9 @@ callbacks. The weights arrive at ``initialize`` (see :func:`set_bilm`); until
 then a placeholder module raises a clear error. Serialized pipelines hold the
 options and the tensors (read back with ``torch.load(weights_only=True)``).
 
-Frozen (the default), the biLM runs without autograd even in training, and
-its backprop callback returns nothing: no graph is built through it.
+Frozen (the default), the biLM runs without autograd even in training, its
+backprop callback returns nothing (no graph is built through it), and its
+outputs for training spans are cached across epochs.
 """
 import json
 import os
@@ -31,6 +32,7 @@ from thinc.types import Floats3d
 
 from ..bilm import BiLM, BiLMConfig, batch_to_ids
 from ..errors import Errors
+from .feature_cache import FeatureCache
 
 InT = List[List[str]]
 OutT = List[Floats3d]
@@ -58,13 +60,32 @@ class UnloadedBiLM(torch.nn.Module):
         raise ValueError(Errors.E040.format(name=self.component))
 
 
+FINE_TUNE = ("none", "top", "lstm", "all")
+
+
 def ElmoBiLM(
     *,
     mixed_precision: bool = False,
     grad_scaler_config: Optional[Dict[str, Any]] = None,
-    trainable: bool = False,
+    fine_tune: str = "none",
+    lr_scale: float = 0.1,
+    cache_mb: float = 1024,
+    cache_float16: bool = False,
 ) -> Model[InT, OutT]:
-    """dims: ``nL`` (layers out: n_layers + 1) and ``nO`` (2 * projection_dim), set by :func:`set_bilm`."""
+    """dims: ``nL`` (layers out: n_layers + 1) and ``nO`` (2 * projection_dim), set by :func:`set_bilm`.
+
+    fine_tune: ``"none"`` (frozen), ``"top"`` (the top LSTM layer), ``"lstm"``
+        (all LSTM layers) or ``"all"`` (the char CNN too).
+    lr_scale: learning-rate factor for the fine-tuned biLM parameters.
+    cache_mb / cache_float16: bound and precision of the frozen-feature cache
+        used in training (0 turns it off); see :mod:`.feature_cache`.
+    """
+    if fine_tune not in FINE_TUNE:
+        raise ValueError(Errors.E047.format(what="fine_tune", value=fine_tune, why=f"use one of {', '.join(FINE_TUNE)}"))
+    if not lr_scale > 0:
+        raise ValueError(Errors.E047.format(what="lr_scale", value=lr_scale, why="it must be positive"))
+    if not cache_mb >= 0:
+        raise ValueError(Errors.E047.format(what="cache_mb", value=cache_mb, why="it must be >= 0 (0 turns the cache off)"))
     grad_scaler_config = dict(grad_scaler_config or {})
     if mixed_precision and "enabled" not in grad_scaler_config:
         grad_scaler_config["enabled"] = True
@@ -82,15 +103,30 @@ def ElmoBiLM(
         forward,
         layers=[wrapper],
         dims={"nL": None, "nO": None},
-        attrs={"trainable": trainable},
+        attrs={
+            "fine_tune": fine_tune,
+            "lr_scale": lr_scale,
+            "feature_cache": FeatureCache(int(cache_mb * 2**20), cache_float16),
+        },
     )
 
 
 def forward(model: Model[InT, OutT], X: InT, is_train: bool) -> Tuple[OutT, Callable]:
     wrapper = model.layers[0]
-    if is_train and model.attrs["trainable"]:
+    if is_train and model.attrs["fine_tune"] != "none":
         return wrapper(X, is_train=True)
-    return wrapper.predict(X), _no_backprop
+    if not is_train:
+        return wrapper.predict(X), _no_backprop
+    # Frozen training: the features of a span never change, so they are cached.
+    cache: FeatureCache = model.attrs["feature_cache"]
+    keys = [tuple(tokens) for tokens in X]
+    Y: List[Optional[Floats3d]] = [cache.get(key) for key in keys]
+    missing = [i for i, y in enumerate(Y) if y is None]
+    if missing:
+        for i, y in zip(missing, wrapper.predict([X[i] for i in missing])):
+            Y[i] = y
+            cache.put(keys[i], y)
+    return Y, _no_backprop
 
 
 def _no_backprop(dY: OutT) -> InT:
@@ -106,17 +142,37 @@ def set_bilm(model: Model, bilm: BiLM) -> None:
     """Attach loaded weights to an :func:`ElmoBiLM` layer (on Thinc's current device)."""
     shim = model.layers[0].shims[0]
     bilm = bilm.to(get_torch_default_device())
-    bilm.requires_grad_(bool(model.attrs["trainable"]))
     shim._model = bilm
+    set_trainable(model)
     model.set_dim("nL", bilm.config.n_output_layers, force=True)
     model.set_dim("nO", bilm.config.output_dim, force=True)
 
 
-def set_trainable(model: Model, trainable: bool) -> None:
-    model.attrs["trainable"] = trainable
+def set_trainable(model: Model, fine_tune: Optional[str] = None) -> None:
+    """Set ``requires_grad`` of the biLM parameters from ``fine_tune`` (default: the layer's setting)."""
+    if fine_tune is not None:
+        model.attrs["fine_tune"] = fine_tune
     bilm = get_torch_bilm(model)
-    if isinstance(bilm, BiLM):
-        bilm.requires_grad_(trainable)
+    if not isinstance(bilm, BiLM):
+        return
+    mode = model.attrs["fine_tune"]
+    bilm.requires_grad_(mode == "all")
+    if mode == "lstm":
+        bilm.lstm.requires_grad_(True)
+    elif mode == "top":
+        bilm.lstm.layers[-1].requires_grad_(True)
+    model.attrs["feature_cache"].clear()
+
+
+class LRScaledOptimizer:
+    """Calls a Thinc optimizer with its learning rate scaled by ``scale``."""
+
+    def __init__(self, optimizer: Any, scale: float) -> None:
+        self.optimizer = optimizer
+        self.scale = scale
+
+    def __call__(self, key: Any, weights: Any, gradient: Any, *, lr_scale: float = 1.0) -> Any:
+        return self.optimizer(key, weights, gradient, lr_scale=lr_scale * self.scale)
 
 
 def convert_inputs(model: Model, X: InT, is_train: bool) -> Tuple[ArgsKwargs, Callable]:
