@@ -1,9 +1,16 @@
 """Registered architectures (names in setup.cfg's ``spacy_architectures`` entry points).
 
-``spacy-elmo.ElmoTok2Vec.v1``: ``Model[List[Doc], List[Floats2d]]``, one
-``(len(doc), width)`` array per doc::
+Both are ``Model[List[Doc], List[Floats2d]]``, one ``(len(doc), width)`` array per doc.
+
+``spacy-elmo.ElmoTok2Vec.v1``, ELMo alone::
 
     docs -> get_spans -> [biLM -> layer mix] per batch of spans -> per-doc arrays -> (projection)
+
+``spacy-elmo.ElmoWithTok2Vec.v1``, the paper's recipe: ELMo concatenated with
+the baseline's own token representation (any tok2vec, e.g. spaCy's hash
+embeddings + CNN), then a maxout layer to ``width``::
+
+    docs -> [ElmoTok2Vec | tok2vec] -> concatenate -> Maxout(width)
 
 The biLM weights are not part of the config: they are attached at
 ``initialize`` (:func:`attach_bilm`) and saved inside the pipeline.
@@ -11,7 +18,7 @@ The biLM weights are not part of the config: they are attached at
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from spacy.tokens import Doc
-from thinc.api import Linear, Model, chain, with_array
+from thinc.api import Linear, Maxout, Model, chain, concatenate, with_array
 from thinc.types import Floats2d
 
 from . import registry  # noqa: F401  (adds span_getters / model_loaders)
@@ -130,3 +137,46 @@ def attach_bilm(model: Model[InT, OutT], bilm: BiLM, *, name: str = "elmo", sour
         linear.set_dim("nI", natural, force=True)
         projection.set_dim("nI", natural, force=True)
     model.set_dim("nO", width if width is not None else natural, force=True)
+
+
+def elmo_with_tok2vec_v1(elmo: Model[InT, OutT], tok2vec: Model[InT, OutT], width: int, maxout_pieces: int = 3) -> Model[InT, OutT]:
+    """ELMo (``elmo``, an ElmoTok2Vec) concatenated with another token
+    representation (``tok2vec``), combined by a layer-normalised maxout to ``width``.
+
+    With ``tok2vec`` the baseline's own tok2vec and ``width`` its width, the
+    downstream components are exactly the baseline's: a fair comparison.
+    """
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(Errors.E047.format(what="width", value=width, why="it must be a positive integer"))
+    combine = with_array(Maxout(nO=width, nP=maxout_pieces, normalize=True))
+    model: Model[InT, OutT] = Model(
+        "elmo_with_tok2vec",
+        forward,
+        init=init_with_tok2vec,
+        layers=[concatenate(elmo, tok2vec), combine],
+        dims={"nO": width},
+        refs={"elmo": elmo, "tok2vec": tok2vec, "combine": combine},
+    )
+    return model
+
+
+def init_with_tok2vec(model: Model[InT, OutT], X: Optional[InT] = None, Y: Optional[OutT] = None) -> None:
+    elmo, tok2vec = model.get_ref("elmo"), model.get_ref("tok2vec")
+    elmo.initialize()
+    tok2vec.initialize(X=X)
+    n_in = elmo.get_dim("nO") + tok2vec.get_dim("nO")
+    for node in model.get_ref("combine").walk():
+        if node.name == "maxout":
+            node.set_dim("nI", n_in, force=True)
+    model.get_ref("combine").initialize()
+    model.layers[0].set_dim("nO", n_in, force=True)
+
+
+def find_elmo(model: Model) -> Model:
+    """The ElmoTok2Vec node inside a component's model."""
+    for node in model.walk():
+        if node.name == "elmo_tok2vec":
+            return node
+    raise ValueError(
+        Errors.E047.format(what="model", value=model.name, why="the elmo component needs an ElmoTok2Vec (spacy-elmo.ElmoTok2Vec.v1) in its model")
+    )

@@ -6,6 +6,7 @@ the stock ``spacy.Tok2VecListener.v1`` (``upstream = "elmo"``), and training,
 ``tok2vec``. The biLM weights are read at ``initialize`` from ``source`` (or an
 ``[initialize.components.elmo.loader]``) and stored inside the pipeline.
 """
+from itertools import islice
 from typing import Callable, Iterable, List, Optional, Sequence, Union
 
 import numpy
@@ -17,7 +18,7 @@ from thinc.api import Config, Model
 from thinc.types import Floats2d
 
 from . import registry  # noqa: F401  (adds span_getters / model_loaders)
-from .architectures import attach_bilm
+from .architectures import attach_bilm, find_elmo
 from .bilm import BiLM
 from .errors import Errors
 from .layers.bilm_wrapper import LRScaledOptimizer, get_torch_bilm, set_trainable
@@ -94,8 +95,18 @@ class ElmoComponent(Tok2Vec):
         self.set_vector_hooks = set_vector_hooks
 
     @property
+    def elmo_model(self) -> Model:
+        """The ElmoTok2Vec node of this component's model."""
+        return find_elmo(self.model)
+
+    @property
+    def bilm_layer(self) -> Model:
+        """The Thinc layer that holds the torch biLM."""
+        return self.elmo_model.get_ref("bilm")
+
+    @property
     def is_loaded(self) -> bool:
-        return isinstance(get_torch_bilm(self.model.get_ref("bilm")), BiLM)
+        return isinstance(get_torch_bilm(self.bilm_layer), BiLM)
 
     def initialize(
         self,
@@ -113,8 +124,11 @@ class ElmoComponent(Tok2Vec):
             loader = bilm_tf_loader_v1(self.source)
         bilm = loader()
         described = getattr(loader, "source", self.source)
-        attach_bilm(self.model, bilm, name=self.name, source=repr(described))
-        self.model.initialize()
+        attach_bilm(self.elmo_model, bilm, name=self.name, source=repr(described))
+        sample = None
+        if get_examples is not None:
+            sample = [eg.x for eg in islice(get_examples(), 10)] or None
+        self.model.initialize(X=sample)
         self._check_listeners()
 
     def _check_listeners(self) -> None:
@@ -144,7 +158,7 @@ class ElmoComponent(Tok2Vec):
 
     def finish_update(self, sgd) -> None:
         """Thinc's ``Model.finish_update``, with the biLM's own learning-rate scale."""
-        bilm_layer = self.model.get_ref("bilm")
+        bilm_layer = self.bilm_layer
         bilm_wrapper = bilm_layer.layers[0]
         scaled = LRScaledOptimizer(sgd, bilm_layer.attrs["lr_scale"])
         for node in self.model.walk():
@@ -158,12 +172,12 @@ class ElmoComponent(Tok2Vec):
 
     def from_bytes(self, bytes_data, *, exclude=tuple()):
         super().from_bytes(bytes_data, exclude=exclude)
-        set_trainable(self.model.get_ref("bilm"))
+        set_trainable(self.bilm_layer)
         return self
 
     def from_disk(self, path, *, exclude=tuple()):
         super().from_disk(path, exclude=exclude)
-        set_trainable(self.model.get_ref("bilm"))
+        set_trainable(self.bilm_layer)
         return self
 
 

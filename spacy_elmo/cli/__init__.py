@@ -4,7 +4,7 @@ import sys
 from typing import List, Optional
 
 from ..bilm import OptionsError, WeightFileError
-from . import embed, init_pipeline
+from . import convert, embed, init_pipeline
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -27,6 +27,14 @@ def make_parser() -> argparse.ArgumentParser:
     )
     init_pipeline.add_arguments(init_parser)
     init_parser.set_defaults(func=init_pipeline.run)
+    convert_parser = commands.add_parser(
+        "convert-ewt",
+        help="UD English-EWT trees + Universal NER entities -> .spacy training data",
+        description=convert.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    convert.add_arguments(convert_parser)
+    convert_parser.set_defaults(func=convert.run)
     return parser
 
 
