@@ -45,6 +45,7 @@ def read_conllu(path: PathLike) -> Iterator[ConllSentence]:
                 if sentence is not None and sentence.words:
                     yield sentence
                 sentence = None
+                multiword_end = -1
                 continue
             if line.startswith("#"):
                 if line.startswith("# sent_id"):
@@ -52,6 +53,7 @@ def read_conllu(path: PathLike) -> Iterator[ConllSentence]:
                 continue
             if sentence is None:
                 sentence = ConllSentence(f"{Path(path).name}:{number}")
+                multiword_end = -1
             cols = line.split("\t")
             if len(cols) != 10:
                 raise ValueError(f"{path}, line {number}: expected 10 tab-separated CoNLL-U columns, got {len(cols)}")
