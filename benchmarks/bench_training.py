@@ -40,12 +40,30 @@ def run(config_name: str, train: Path, epochs: int, limit: int, overrides: dict,
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--train", type=Path, required=True, help=".spacy training data")
-    parser.add_argument("--elmo", required=True, help="biLM source (folder, name)")
+    parser.add_argument("--elmo", help="biLM source (folder, name)")
+    parser.add_argument("--random-bilm", choices=("small", "medium", "original"), help="instead of --elmo: random weights in the shape of a published model")
     parser.add_argument("--config", default="tagger_parser_ner")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--limit", type=int, default=0, help="docs of the training data to use (0: all)")
     parser.add_argument("--batch-size", type=int, default=8, help="docs per update")
     args = parser.parse_args()
+    if args.random_bilm:
+        import sys
+        import tempfile
+
+        import torch
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_bilm import make_config
+
+        from spacy_elmo.bilm import BiLM, save_bilm
+
+        torch.manual_seed(0)
+        folder = Path(tempfile.mkdtemp())
+        save_bilm(BiLM(make_config(args.random_bilm)), folder / "options.json", folder / "weights.hdf5")
+        args.elmo = str(folder)
+    if not args.elmo:
+        parser.error("give --elmo or --random-bilm")
     runs = [
         ("baseline", f"{args.config}_baseline", {}),
         ("elmo (cache)", args.config, {"paths.elmo": args.elmo}),
