@@ -143,7 +143,6 @@ def ewt_docs(
     entities = read_iob2(iob2) if iob2 else {}
     stats = {"sentences": 0, "words": 0, "ner_aligned": 0, "ner_missing": 0, "entities": 0}
     sentences: List[Doc] = []
-    docs: List[Doc] = []
     for sentence in read_conllu(conllu):
         if limit and stats["sentences"] >= limit:
             break
@@ -172,19 +171,13 @@ def ewt_docs(
         sentences.append(doc)
         stats["sentences"] += 1
         stats["words"] += len(doc)
-        if len(sentences) == n_sents:
-            docs.append(Doc.from_docs(sentences, ensure_whitespace=True))
-            sentences = []
-    if sentences:
-        docs.append(Doc.from_docs(sentences, ensure_whitespace=True))
-    return docs, stats
+    return _group(sentences, n_sents), stats
 
 
 def iob2_docs(vocab: Vocab, iob2: PathLike, *, n_sents: int = 10, limit: int = 0) -> Tuple[List[Doc], Dict[str, int]]:
     """Docs from a UNER ``.iob2`` file alone (entities only, no trees)."""
     stats = {"sentences": 0, "words": 0, "entities": 0}
     sentences: List[Doc] = []
-    docs: List[Doc] = []
     for words, tags in read_iob2(iob2).values():
         if limit and stats["sentences"] >= limit:
             break
@@ -192,12 +185,12 @@ def iob2_docs(vocab: Vocab, iob2: PathLike, *, n_sents: int = 10, limit: int = 0
         stats["sentences"] += 1
         stats["words"] += len(words)
         stats["entities"] += sum(tag.startswith("B-") for tag in tags)
-        if len(sentences) == n_sents:
-            docs.append(Doc.from_docs(sentences, ensure_whitespace=True))
-            sentences = []
-    if sentences:
-        docs.append(Doc.from_docs(sentences, ensure_whitespace=True))
-    return docs, stats
+    return _group(sentences, n_sents), stats
+
+
+def _group(sentences: List[Doc], n_sents: int) -> List[Doc]:
+    """Join every ``n_sents`` sentence docs into one doc."""
+    return [Doc.from_docs(sentences[i : i + n_sents], ensure_whitespace=True) for i in range(0, len(sentences), n_sents)]
 
 
 def write_docbin(docs: List[Doc], path: PathLike) -> None:
