@@ -27,6 +27,7 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .config import BiLMConfig
 from ..errors import Errors
@@ -94,13 +95,14 @@ class StackedBiLSTM(nn.Module):
         return LSTMState(h, c)
 
     def forward(
-        self, inputs: Tensor, lengths: Tensor, state: Optional[LSTMState] = None
+        self, inputs: Tensor, lengths: Tensor, state: Optional[LSTMState] = None, *, dropout: float = 0.0
     ) -> Tuple[Tensor, LSTMState]:
         """Run the stack.
 
         inputs: ``(batch, seq, projection_dim)``, right-padded.
         lengths: ``(batch,)`` number of live positions of each row.
         state: initial state (zeros when ``None``), rows in input order.
+        dropout: rate applied to every layer's input (language-model training only).
 
         Returns ``(outputs, final_state)``: outputs ``(n_layers, batch, seq, 2 * projection_dim)``,
         ``[forward; backward]``, zero at padding; final_state per row, in input order
@@ -131,7 +133,8 @@ class StackedBiLSTM(nn.Module):
         final_h: List[Tensor] = []
         final_c: List[Tensor] = []
         for index, layer in enumerate(self.layers):
-            y, h, c = self._run_layer(layer, x, live, state.h[index], state.c[index])
+            layer_input = F.dropout(x, dropout, training=True) if dropout > 0 else x
+            y, h, c = self._run_layer(layer, layer_input, live, state.h[index], state.c[index])
             if index > 0 and self.config.use_skip_connections:
                 y = y + x
             final_h.append(h)

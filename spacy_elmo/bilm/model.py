@@ -5,7 +5,7 @@ so a token's vectors never depend on the other sequences of the batch or on
 earlier calls. The state is an explicit optional input and output only so that
 the stateful protocol of the reference implementations can be replayed.
 """
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -63,17 +63,8 @@ class BiLM(nn.Module):
         sentence here and removed from the output.
         state: LSTM state to start from (rows in batch order); zeros when ``None``.
         """
-        cfg = self.config
-        if char_ids.dim() != 3 or char_ids.shape[-1] != cfg.max_characters_per_token or char_ids.is_floating_point():
-            raise ValueError(
-                Errors.E021.format(n_chars=cfg.max_characters_per_token, shape=tuple(char_ids.shape), dtype=char_ids.dtype)
-            )
-        batch, seq, _ = char_ids.shape
-        mask = (char_ids > 0).any(dim=-1)
-        lengths = mask.sum(dim=1)
-        with_bounds = self._add_boundaries(char_ids, lengths)
-        tokens = self._encode_unique(with_bounds)  # (batch, seq + 2, P)
-        lstm_out, new_state = self.lstm(tokens, lengths + 2, state)
+        tokens, lstm_out, mask, new_state = self._run(char_ids, state)
+        seq = char_ids.shape[1]
         # Drop <S> (position 0) and </S> (position length + 1, zeroed by the mask).
         mask_f = mask.unsqueeze(-1).to(tokens.dtype)
         token_layer = tokens[:, 1 : seq + 1] * mask_f
@@ -84,6 +75,30 @@ class BiLM(nn.Module):
             ]
         )
         return BiLMOutput(layers, mask, new_state if return_state else None)
+
+    def lm_hidden(self, char_ids: Tensor, *, dropout: float = 0.0) -> Tuple[Tensor, Tensor]:
+        """The top LSTM layer *with* the boundary positions, for language modelling.
+
+        Returns ``(hidden, lengths)``: hidden ``(batch, seq + 2, 2 * projection_dim)``
+        where position 0 is ``<S>`` and ``lengths[b] + 1`` is ``</S>``; ``[..., :P]``
+        is the forward LSTM (predicts the next word), ``[..., P:]`` the backward one
+        (predicts the previous word).
+        """
+        _, lstm_out, mask, _ = self._run(char_ids, None, dropout=dropout)
+        return lstm_out[-1], mask.sum(dim=1)
+
+    def _run(self, char_ids: Tensor, state: Optional[LSTMState], dropout: float = 0.0) -> Tuple[Tensor, Tensor, Tensor, LSTMState]:
+        cfg = self.config
+        if char_ids.dim() != 3 or char_ids.shape[-1] != cfg.max_characters_per_token or char_ids.is_floating_point():
+            raise ValueError(
+                Errors.E021.format(n_chars=cfg.max_characters_per_token, shape=tuple(char_ids.shape), dtype=char_ids.dtype)
+            )
+        mask = (char_ids > 0).any(dim=-1)
+        lengths = mask.sum(dim=1)
+        with_bounds = self._add_boundaries(char_ids, lengths)
+        tokens = self._encode_unique(with_bounds)  # (batch, seq + 2, P)
+        lstm_out, new_state = self.lstm(tokens, lengths + 2, state, dropout=dropout)
+        return tokens, lstm_out, mask, new_state
 
     def _encode_unique(self, char_ids: Tensor) -> Tensor:
         """Token encoder on each distinct token of the batch once, scattered back.

@@ -1,0 +1,79 @@
+"""The biLM language-model objective (Peters et al. 2018, bilm-tf).
+
+The forward LSTM's top layer at position ``t`` predicts word ``t + 1``, the
+backward one predicts word ``t - 1``, over ``[<S>, w_1 .. w_n, </S>]``; one
+softmax over the word vocabulary is shared by both directions. Large
+vocabularies use an adaptive softmax (frequent words in a small head, rare
+ones in cheaper tail clusters), so training cost barely grows with the vocabulary.
+The loss is the mean negative log-likelihood over both directions' targets;
+``exp(loss)`` is the perplexity bilm-tf reports.
+"""
+from typing import List, NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..bilm import BiLM, batch_to_ids
+from .vocab import WordVocab
+
+# Below this vocabulary size a full softmax is cheap and exact.
+ADAPTIVE_MIN_VOCAB = 20_000
+
+
+class LMLoss(NamedTuple):
+    loss: Tensor  # mean NLL over all targets of both directions
+    n_targets: int
+
+
+def adaptive_cutoffs(n_words: int) -> List[int]:
+    """Cluster boundaries for the adaptive softmax: a head of the ~4k most frequent words."""
+    cutoffs = [c for c in (4_000, 20_000, 100_000) if c < n_words - 1]
+    return cutoffs or [n_words // 2]
+
+
+class BiLMLanguageModel(nn.Module):
+    """A :class:`BiLM` plus the shared output softmax.
+
+    forward(sentences) -> :class:`LMLoss`, for a list of token lists.
+    """
+
+    def __init__(self, bilm: BiLM, vocab: WordVocab, *, dropout: float = 0.1, softmax: str = "auto") -> None:
+        super().__init__()
+        self.bilm = bilm
+        self.vocab = vocab
+        self.dropout = dropout
+        P = bilm.config.projection_dim
+        if softmax == "auto":
+            softmax = "adaptive" if len(vocab) >= ADAPTIVE_MIN_VOCAB else "full"
+        if softmax not in ("full", "adaptive"):
+            raise ValueError(f"softmax must be 'auto', 'full' or 'adaptive', got {softmax!r}")
+        self.softmax_kind = softmax
+        if softmax == "adaptive":
+            self.softmax = nn.AdaptiveLogSoftmaxWithLoss(P, len(vocab), adaptive_cutoffs(len(vocab)), div_value=4.0)
+        else:
+            self.softmax = nn.Linear(P, len(vocab))
+
+    def forward(self, sentences: Sequence[Sequence[str]]) -> LMLoss:
+        device = next(self.parameters()).device
+        char_ids = batch_to_ids(sentences, self.bilm.config.max_characters_per_token).to(device)
+        hidden, lengths = self.bilm.lm_hidden(char_ids, dropout=self.dropout if self.training else 0.0)
+        P = self.bilm.config.projection_dim
+        if self.training and self.dropout > 0:
+            hidden = F.dropout(hidden, self.dropout)
+        states: List[Tensor] = []
+        targets: List[int] = []
+        for row, tokens in enumerate(sentences):
+            ids = self.vocab.ids(tokens)  # length n + 2
+            n = len(ids)
+            states.append(hidden[row, : n - 1, :P])  # forward at <S>..w_n predicts w_1..</S>
+            states.append(hidden[row, 1:n, P:])  # backward at w_1..</S> predicts <S>..w_n
+            targets.extend(ids[1:])
+            targets.extend(ids[:-1])
+        x = torch.cat(states)
+        y = torch.tensor(targets, dtype=torch.long, device=device)
+        if self.softmax_kind == "adaptive":
+            loss = self.softmax(x, y).loss
+        else:
+            loss = F.cross_entropy(self.softmax(x), y)
+        return LMLoss(loss, len(targets))
