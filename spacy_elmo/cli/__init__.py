@@ -4,13 +4,14 @@ import sys
 from typing import List, Optional
 
 from ..bilm import OptionsError, WeightFileError
-from . import convert, embed, init_pipeline
+from . import convert, embed, init_pipeline, pretrain
 
 
 COMMANDS = (
     ("embed", embed, "ELMo vectors for a file of sentences, written to HDF5 (like `allennlp elmo`)"),
     ("init-pipeline", init_pipeline, "save a spaCy pipeline with an initialized elmo component (weights inside)"),
     ("convert-ewt", convert, "UD English-EWT trees + Universal NER entities -> .spacy training data"),
+    ("pretrain", pretrain, "train your own biLM on raw text (options.json + weights.hdf5 out)"),
 )
 
 
@@ -28,9 +29,12 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.func is not pretrain.run:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return args.func(args)
+        return args.func(args, extra) if args.func is pretrain.run else args.func(args)
     except (OptionsError, WeightFileError, embed.InputError, ValueError, OSError) as err:
         print(f"Error: {err}", file=sys.stderr)
         return 1

@@ -1,0 +1,36 @@
+"""``python -m spacy_elmo pretrain CONFIG OUTPUT_DIR [--section.key value ...]``: train a biLM on raw text.
+
+Overrides work as for ``spacy train`` (``--paths.train corpus.txt --training.max_steps 1000``).
+OUTPUT_DIR gets ``model/`` (options.json + weights.hdf5 + vocab.txt, usable as
+an ``elmo`` source and by ``embed``), ``checkpoints/`` and ``metrics.jsonl``.
+``--resume`` continues from the last checkpoint exactly. Launch with
+``torchrun --nproc_per_node N -m spacy_elmo pretrain ...`` to use N processes.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="pretraining config, e.g. configs/pretrain_tiny.cfg")
+    parser.add_argument("output_dir", type=Path, help="folder for model/, checkpoints/ and metrics.jsonl")
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoints/last.pt")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK when available, else cpu)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace, overrides=()) -> int:
+    from spacy.cli._util import parse_config_overrides
+    from spacy.util import load_config
+
+    from ..pretrain.train import pretrain
+
+    if not args.config.is_file():
+        raise ValueError(f"Config file {args.config} not found.")
+    config = load_config(args.config, overrides=parse_config_overrides(list(overrides)), interpolate=True)
+    if not config["paths"].get("train"):
+        raise ValueError("No training text: pass --paths.train PATH (a file or folder of .txt, .jsonl or .spacy).")
+    metrics = pretrain(config, args.output_dir, resume=args.resume, device=args.device, progress=not args.quiet)
+    if metrics and not args.quiet:
+        print(f"Saved the biLM to {args.output_dir / 'model'} (last evaluation: {metrics})", file=sys.stderr)
+    return 0

@@ -1,0 +1,277 @@
+"""The pretraining loop: one process, or many with ``torchrun`` (DistributedDataParallel).
+
+OUTPUT_DIR gets ``model/`` (options.json + weights.hdf5 in the bilm-tf layout,
+and vocab.txt), ``checkpoints/last.pt`` and ``metrics.jsonl`` (one JSON object
+per evaluation: step, tokens, loss, dev_perplexity, tokens_per_s, ...) plus
+``train_loss.jsonl`` (the loss of every step).
+
+Checkpoints hold the model, optimizer, step, data position and every RNG state;
+they are written to a temporary file and renamed, so a killed run never leaves a
+corrupt one, and ``resume=True`` continues exactly where the last one was taken.
+With ``torchrun --nproc_per_node N`` each global batch is split between the
+ranks (gloo on CPU, NCCL on GPU) and every rank's loss is weighted by its share
+of the targets, so N processes follow the same trajectory as one process with
+the whole batch. Only rank 0 writes files and logs.
+"""
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy
+import torch
+from thinc.api import Config
+
+from ..bilm import BiLM, BiLMConfig, save_bilm
+from .data import epoch_batches, held_out_batches, read_sentences, shard
+from .objective import BiLMLanguageModel
+from .vocab import WordVocab
+
+CHECKPOINT = "last.pt"
+
+
+class Distributed:
+    """Rank, world size and device from torchrun's environment (or a single process)."""
+
+    def __init__(self, device: Optional[str] = None) -> None:
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device is None:
+            device = f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if self.world_size > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            torch.distributed.init_process_group(backend=backend)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, value: float) -> float:
+        if self.world_size == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device if self.device.type == "cuda" else "cpu")
+        torch.distributed.all_reduce(t)
+        return float(t.item())
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
+    def close(self) -> None:
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def bilm_config(model: Dict[str, Any]) -> BiLMConfig:
+    return BiLMConfig(
+        char_embedding_dim=model["char_embedding_dim"],
+        filters=tuple(tuple(f) for f in model["filters"]),
+        n_highway=model["n_highway"],
+        activation=model["activation"],
+        lstm_dim=model["lstm_dim"],
+        projection_dim=model["projection_dim"],
+        n_layers=model["n_layers"],
+        cell_clip=model["cell_clip"] or None,
+        proj_clip=model["proj_clip"] or None,
+        use_skip_connections=model["use_skip_connections"],
+    )
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def _rng_state() -> Dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]), "python_pos": random.getstate()[2]}
+    np_state = numpy.random.get_state()
+    state["numpy"] = torch.from_numpy(np_state[1].astype("int64"))
+    state["numpy_pos"] = int(np_state[2])
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), state["python_pos"]))
+    numpy.random.set_state(("MT19937", state["numpy"].numpy().astype("uint32"), state["numpy_pos"], 0, 0.0))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _truncate_jsonl(path: Path, max_step: int) -> None:
+    """Drop log lines of steps after ``max_step`` (written before a crash)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text(encoding="utf8").splitlines() if line.strip() and json.loads(line)["step"] <= max_step]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf8")
+
+
+def pretrain(config: Config, output_dir: Path, *, resume: bool = False, device: Optional[str] = None, progress: bool = True) -> Dict[str, Any]:
+    """Train a biLM as ``config`` says; returns the last evaluation's metrics."""
+    dist = Distributed(device)
+    try:
+        return _pretrain(config, Path(output_dir), dist, resume=resume, progress=progress)
+    finally:
+        dist.close()
+
+
+def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bool, progress: bool) -> Dict[str, Any]:
+    paths, corpus, model_cfg, vocab_cfg, T = config["paths"], config["corpus"], config["model"], config["vocab"], config["training"]
+    checkpoints = output_dir / "checkpoints"
+    metrics_path, loss_path = output_dir / "metrics.jsonl", output_dir / "train_loss.jsonl"
+    if dist.is_main:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+    read = dict(lang=corpus["lang"], sentences=corpus["sentences"], max_length=corpus["max_length"])
+    train = read_sentences(paths["train"], limit=corpus["limit"], **read)
+    dev = read_sentences(paths["dev"], limit=corpus["dev_limit"], **read) if paths.get("dev") else []
+    if not train:
+        raise ValueError(f"No training sentences in {paths['train']}.")
+    checkpoint_file = checkpoints / CHECKPOINT
+    saved = None
+    if resume and checkpoint_file.exists():
+        saved = torch.load(checkpoint_file, map_location="cpu", weights_only=True)
+        vocab = WordVocab(saved["vocab"])
+    else:
+        vocab = WordVocab.build(train, max_size=vocab_cfg["max_size"], min_count=vocab_cfg["min_count"])
+    torch.manual_seed(T["seed"])
+    random.seed(T["seed"])
+    numpy.random.seed(T["seed"])
+    lm = BiLMLanguageModel(BiLM(bilm_config(model_cfg)), vocab, dropout=model_cfg["dropout"], softmax=vocab_cfg["softmax"]).to(dist.device)
+    optimizer = _optimizer(T, lm)
+    step, epoch, batch_index, tokens_seen = 0, 0, 0, 0
+    if saved is not None:
+        lm.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        step, epoch, batch_index, tokens_seen = saved["step"], saved["epoch"], saved["batch_index"], saved["tokens"]
+        _set_rng_state(saved["rng"])
+        if dist.is_main:
+            _truncate_jsonl(metrics_path, step)
+            _truncate_jsonl(loss_path, step)
+    elif dist.is_main:
+        for path in (metrics_path, loss_path):
+            path.unlink(missing_ok=True)
+    trainer: torch.nn.Module = lm
+    if dist.world_size > 1:
+        trainer = torch.nn.parallel.DistributedDataParallel(
+            lm, device_ids=[dist.device.index] if dist.device.type == "cuda" else None, find_unused_parameters=True
+        )
+    from tqdm import tqdm
+
+    bar = tqdm(total=T["max_steps"], initial=step, unit="step", file=sys.stderr, disable=not (progress and dist.is_main), desc="pretrain")
+    last_metrics: Dict[str, Any] = {}
+    window_tokens, window_start = 0, time.perf_counter()
+    batches = epoch_batches(train, T["batch_tokens"], T["seed"], epoch)
+    while step < T["max_steps"]:
+        if batch_index >= len(batches):
+            epoch, batch_index = epoch + 1, 0
+            batches = epoch_batches(train, T["batch_tokens"], T["seed"], epoch)
+        global_batch = batches[batch_index]
+        mine = [train[i] for i in shard(global_batch, dist.rank, dist.world_size)]
+        trainer.train()
+        optimizer.zero_grad(set_to_none=True)
+        if mine:
+            out = trainer(mine)
+            local_loss, local_targets = out.loss, out.n_targets
+        else:  # more ranks than sentences in this batch
+            local_loss, local_targets = sum(p.sum() * 0.0 for p in lm.parameters()), 0
+        total_targets = dist.sum(float(local_targets))
+        # DDP averages gradients over ranks: weight each rank by its share of the targets
+        (local_loss * (local_targets * dist.world_size / total_targets)).backward()
+        if T["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(lm.parameters(), T["grad_clip"])
+        optimizer.step()
+        loss = dist.sum(float(local_loss.detach()) * local_targets) / total_targets
+        n_tokens = int(dist.sum(float(sum(len(train[i]) for i in global_batch)) / dist.world_size))
+        step += 1
+        batch_index += 1
+        tokens_seen += n_tokens
+        window_tokens += n_tokens
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{math.exp(min(loss, 50)):.1f}")
+        if dist.is_main:
+            with loss_path.open("a", encoding="utf8") as f:
+                f.write(json.dumps({"step": step, "epoch": epoch, "loss": loss}) + "\n")
+        if step % T["eval_every"] == 0 or step == T["max_steps"]:
+            elapsed = time.perf_counter() - window_start
+            last_metrics = {
+                "step": step,
+                "epoch": epoch,
+                "tokens": tokens_seen,
+                "loss": loss,
+                "train_perplexity": math.exp(min(loss, 50)),
+                "dev_perplexity": _held_out_perplexity(lm, dev, T["batch_tokens"], dist) if dev else None,
+                "tokens_per_s": window_tokens / elapsed if elapsed > 0 else None,
+            }
+            window_tokens, window_start = 0, time.perf_counter()
+            if dist.is_main:
+                with metrics_path.open("a", encoding="utf8") as f:
+                    f.write(json.dumps(last_metrics) + "\n")
+                bar.write(
+                    f"step {step}  tokens {tokens_seen}  loss {loss:.4f}  dev ppl {last_metrics['dev_perplexity'] or float('nan'):.2f}  "
+                    f"{last_metrics['tokens_per_s'] or 0:.0f} tokens/s"
+                )
+        if step % T["checkpoint_every"] == 0 or step == T["max_steps"]:
+            if dist.is_main:
+                _atomic_save(
+                    {
+                        "model": lm.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "step": step,
+                        "epoch": epoch,
+                        "batch_index": batch_index,
+                        "tokens": tokens_seen,
+                        "rng": _rng_state(),
+                        "vocab": vocab.words,
+                        "config": config.to_str(),
+                    },
+                    checkpoint_file,
+                )
+            dist.barrier()
+    bar.close()
+    if dist.is_main:
+        export(lm, output_dir / "model")
+    dist.barrier()
+    return last_metrics
+
+
+def export(lm: BiLMLanguageModel, folder: Path) -> None:
+    """``options.json`` + ``weights.hdf5`` (bilm-tf layout, what the loader and AllenNLP read) + ``vocab.txt``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_bilm(lm.bilm, folder / "options.json", folder / "weights.hdf5")
+    lm.vocab.to_file(folder / "vocab.txt")
+
+
+def _optimizer(T: Dict[str, Any], lm: torch.nn.Module) -> torch.optim.Optimizer:
+    name = T["optimizer"]
+    if name == "adam":
+        return torch.optim.Adam(lm.parameters(), lr=T["learn_rate"])
+    if name == "adagrad":
+        return torch.optim.Adagrad(lm.parameters(), lr=T["learn_rate"], initial_accumulator_value=1.0)
+    raise ValueError(f"training.optimizer must be 'adam' or 'adagrad', got {name!r}.")
+
+
+def _held_out_perplexity(lm: BiLMLanguageModel, dev: List[List[str]], batch_tokens: int, dist: Distributed) -> float:
+    """exp(mean NLL) over both directions of the held-out sentences (computed on every rank alike)."""
+    lm.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in held_out_batches(dev, batch_tokens):
+            out = lm([dev[i] for i in batch])
+            total += float(out.loss) * out.n_targets
+            count += out.n_targets
+    lm.train()
+    return math.exp(total / max(count, 1))
