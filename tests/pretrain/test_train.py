@@ -1,0 +1,131 @@
+"""`python -m spacy_elmo pretrain`: learning, exact resume after SIGKILL, torchrun, export."""
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from spacy_elmo.bilm import batch_to_ids, load_bilm
+from spacy_elmo.cli import main
+from spacy_elmo.pretrain.data import read_sentences
+from spacy_elmo.pretrain.vocab import WordVocab
+
+from ..conftest import SHARED, require_shared
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TINY = CONFIGS / "pretrain_tiny.cfg"
+pytestmark = pytest.mark.slow
+FAST = ["--model.lstm_dim", "64", "--model.projection_dim", "16", "--model.filters", "[[1, 8], [2, 8], [3, 16]]"]
+
+
+def _losses(out: Path):
+    return {r["step"]: r["loss"] for r in map(json.loads, (out / "train_loss.jsonl").read_text().splitlines())}
+
+
+@pytest.fixture(scope="module")
+def grammar_text(tmp_path_factory):
+    rng = random.Random(0)
+    words = "the a my one old young cat dog friend man woman ball bird river food sees likes follows finds".split()
+    folder = tmp_path_factory.mktemp("text")
+    lines = [" ".join(rng.choice(words) for _ in range(rng.randint(4, 12))) + " ." for _ in range(600)]
+    (folder / "train.txt").write_text("\n".join(lines[:500]) + "\n")
+    (folder / "dev.txt").write_text("\n".join(lines[500:]) + "\n")
+    return folder
+
+
+def _cmd(out, train, dev, *extra):
+    return [sys.executable, "-m", "spacy_elmo", "pretrain", str(TINY), str(out), "--quiet",
+            "--paths.train", str(train), "--paths.dev", str(dev), *FAST, *extra]
+
+
+def test_tiny_preset_learns_below_the_unigram_perplexity(tmp_path):
+    novel = require_shared(SHARED / "data" / "english-novels-1870-1930" / "Doyle_Hound_1902.txt")
+    lines = novel.read_text(encoding="utf8").splitlines()
+    (tmp_path / "train.txt").write_text("\n".join(lines[:3000]))
+    (tmp_path / "dev.txt").write_text("\n".join(lines[3000:3400]))
+    out = tmp_path / "run"
+    args = ["pretrain", str(TINY), str(out), "--quiet", "--paths.train", str(tmp_path / "train.txt"),
+            "--paths.dev", str(tmp_path / "dev.txt"), "--training.max_steps", "100", "--training.eval_every", "25"]
+    assert main(args) == 0
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [25, 50, 75, 100]
+    assert all({"step", "tokens", "loss", "dev_perplexity"} <= set(m) for m in metrics)
+    vocab = WordVocab.from_file(out / "model" / "vocab.txt")
+    counts = vocab.unigram_counts(read_sentences(tmp_path / "train.txt"))
+    held = vocab.unigram_counts(read_sentences(tmp_path / "dev.txt"))
+    total = sum(counts)
+    unigram = math.exp(-sum(n * math.log(max(counts[i], 1) / total) for i, n in enumerate(held) if n) / sum(held))
+    print(f"dev perplexity {[round(m['dev_perplexity'], 1) for m in metrics]}, unigram {unigram:.1f}")
+    assert metrics[-1]["loss"] < metrics[0]["loss"]
+    assert metrics[-1]["dev_perplexity"] < metrics[0]["dev_perplexity"]
+    assert metrics[-1]["dev_perplexity"] < unigram
+    # the export loads as an ELMo model and matches the trained weights
+    bilm = load_bilm(out / "model" / "options.json", out / "model" / "weights.hdf5")
+    saved = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"]
+    for name, value in bilm.state_dict().items():
+        assert torch.equal(value, saved[f"bilm.{name}"]), name
+
+
+def test_sigkill_then_resume_continues_exactly(tmp_path, grammar_text):
+    train, dev = grammar_text / "train.txt", grammar_text / "dev.txt"
+    common = ["--training.max_steps", "30", "--training.checkpoint_every", "10", "--training.eval_every", "10", "--training.batch_tokens", "200"]
+    straight = tmp_path / "straight"
+    subprocess.run(_cmd(straight, train, dev, *common), check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cmd(killed, train, dev, *common), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if (killed / "train_loss.jsonl").exists() and max(_losses(killed), default=0) >= 14:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    checkpoint = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
+    assert 10 <= checkpoint["step"] < 30
+    resumed_from = checkpoint["step"]
+    subprocess.run(_cmd(killed, train, dev, *common, "--resume"), check=True, capture_output=True)
+    a, b = _losses(straight), _losses(killed)
+    assert sorted(b) == list(range(1, 31))
+    for step in range(resumed_from + 1, 31):
+        assert b[step] == pytest.approx(a[step], rel=1e-6, abs=1e-6), step
+    assert not list((killed / "checkpoints").glob("*.tmp"))
+    assert [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()] == [10, 20, 30]
+
+
+def test_two_processes_follow_the_single_process_trajectory(tmp_path, grammar_text):
+    train, dev = grammar_text / "train.txt", grammar_text / "dev.txt"
+    common = ["--training.max_steps", "6", "--training.eval_every", "6", "--training.batch_tokens", "300", "--model.dropout", "0"]
+    single = tmp_path / "single"
+    subprocess.run(_cmd(single, train, dev, *common, "--device", "cpu"), check=True, capture_output=True)
+    double = tmp_path / "double"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd = _cmd(double, train, dev, *common, "--device", "cpu")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(torchrun + cmd[1:], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = _losses(single), _losses(double)
+    assert sorted(a) == sorted(b) == list(range(1, 7))
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-4), step
+    assert (double / "model" / "weights.hdf5").exists()
+
+
+def test_bad_config_values_are_clear_errors(tmp_path, grammar_text, capsys):
+    base = ["pretrain", str(TINY), str(tmp_path / "o"), "--quiet"]
+    assert main(base) == 1
+    assert "--paths.train" in capsys.readouterr().err
+    assert main(base + ["--paths.train", str(tmp_path / "missing.txt")]) == 1
+    assert "missing.txt not found" in capsys.readouterr().err
+    assert main(base + ["--paths.train", str(grammar_text / "train.txt"), "--training.optimizer", "sgd"]) == 1
+    assert "'adam' or 'adagrad'" in capsys.readouterr().err
+    assert main(base + ["--paths.train", str(grammar_text / "train.txt"), "--model.activation", "gelu"]) == 1
+    assert "'relu' or 'tanh'" in capsys.readouterr().err
+    assert main(["pretrain", str(tmp_path / "nope.cfg"), str(tmp_path / "o")]) == 1
+    assert "nope.cfg not found" in capsys.readouterr().err
