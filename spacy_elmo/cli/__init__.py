@@ -4,7 +4,7 @@ import sys
 from typing import List, Optional
 
 from ..bilm import OptionsError, WeightFileError
-from . import convert, embed, init_pipeline, pretrain
+from . import convert, embed, init_pipeline, plot_metrics, pretrain
 
 
 COMMANDS = (
@@ -12,6 +12,7 @@ COMMANDS = (
     ("init-pipeline", init_pipeline, "save a spaCy pipeline with an initialized elmo component (weights inside)"),
     ("convert-ewt", convert, "UD English-EWT trees + Universal NER entities -> .spacy training data"),
     ("pretrain", pretrain, "train your own biLM on raw text (options.json + weights.hdf5 out)"),
+    ("plot-metrics", plot_metrics, "draw the learning curve of a pretraining run to PNG"),
 )
 
 

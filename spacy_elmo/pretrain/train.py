@@ -135,6 +135,8 @@ def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bo
     metrics_path, loss_path = output_dir / "metrics.jsonl", output_dir / "train_loss.jsonl"
     if dist.is_main:
         checkpoints.mkdir(parents=True, exist_ok=True)
+        for stale in checkpoints.glob("*.tmp"):  # a save cut short by a kill
+            stale.unlink()
     read = dict(lang=corpus["lang"], sentences=corpus["sentences"], max_length=corpus["max_length"])
     train = read_sentences(paths["train"], limit=corpus["limit"], **read)
     dev = read_sentences(paths["dev"], limit=corpus["dev_limit"], **read) if paths.get("dev") else []

@@ -129,3 +129,14 @@ def test_bad_config_values_are_clear_errors(tmp_path, grammar_text, capsys):
     assert "'relu' or 'tanh'" in capsys.readouterr().err
     assert main(["pretrain", str(tmp_path / "nope.cfg"), str(tmp_path / "o")]) == 1
     assert "nope.cfg not found" in capsys.readouterr().err
+
+
+def test_plot_metrics(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"step": s, "tokens": s * 1000, "loss": 6 - s / 100, "dev_perplexity": 400 - s} for s in (10, 20, 30)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["plot-metrics", str(run)]) == 0
+    png = run / "learning_curve.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert main(["plot-metrics", str(tmp_path / "none")]) == 1
