@@ -170,12 +170,18 @@ class StackedBiLSTM(nn.Module):
             torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters()))
         )
         h, c = (h0.clone(), c0.clone()) if in_place else (h0, c0)
+        # With autograd, per-step outputs are stacked at the end: writing them into
+        # `out` would record one full-size copy per step for the backward pass.
+        steps: List[Tensor] = []
+        # Per-step views of the input products: one backward node for all steps
+        # (indexing the whole tensor per step would build a full-size gradient each time).
+        xp_steps = xp.unbind(1)
         for t in range(seq):
             n = live[t]
             if n == 0:
                 break
             gates = torch.baddbmm(bias, h[:, :n], w_hidden)  # (2, n, 4C)
-            gates += xp[:, t, :n]
+            gates += xp_steps[t] if n == batch else xp_steps[t][:, :n]
             ij = torch.sigmoid(gates[..., :C]) * torch.tanh(gates[..., C : 2 * C])
             fo = torch.sigmoid(gates[..., 2 * C :])
             c_new = torch.addcmul(ij, fo[..., :C], c[:, :n])
@@ -184,7 +190,10 @@ class StackedBiLSTM(nn.Module):
             h_new = torch.bmm(fo[..., C:] * torch.tanh(c_new), w_proj)  # (2, n, P)
             if proj_clip is not None:
                 h_new = h_new.clamp_(-proj_clip, proj_clip)
-            out[:, t, :n] = h_new
+            if in_place:
+                out[:, t, :n] = h_new
+            else:
+                steps.append(h_new if n == batch else F.pad(h_new, (0, 0, 0, batch - n)))
             if in_place:
                 h[:, :n] = h_new
                 c[:, :n] = c_new
@@ -193,6 +202,8 @@ class StackedBiLSTM(nn.Module):
             else:
                 h = torch.cat([h_new, h[:, n:]], dim=1)
                 c = torch.cat([c_new, c[:, n:]], dim=1)
+        if not in_place and steps:
+            out = torch.stack(steps + [out[:, 0]] * (seq - len(steps)), dim=1)
         return out, h, c
 
     def _check_state(self, state: LSTMState, batch: int) -> None:

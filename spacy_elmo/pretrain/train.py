@@ -176,6 +176,7 @@ def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bo
     bar = tqdm(total=T["max_steps"], initial=step, unit="step", file=sys.stderr, disable=not (progress and dist.is_main), desc="pretrain")
     last_metrics: Dict[str, Any] = {}
     window_tokens, window_start = 0, time.perf_counter()
+    deadline = time.monotonic() + T["max_seconds"] if T.get("max_seconds") else None
     batches = epoch_batches(train, T["batch_tokens"], T["seed"], epoch)
     while step < T["max_steps"]:
         if batch_index >= len(batches):
@@ -201,13 +202,16 @@ def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bo
         step += 1
         batch_index += 1
         tokens_seen += n_tokens
+        # a time budget ends the run like max_steps (all ranks agree on it)
+        out_of_time = deadline is not None and dist.sum(float(time.monotonic() >= deadline)) > 0
+        last_step = step == T["max_steps"] or out_of_time
         window_tokens += n_tokens
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{math.exp(min(loss, 50)):.1f}")
         if dist.is_main:
             with loss_path.open("a", encoding="utf8") as f:
                 f.write(json.dumps({"step": step, "epoch": epoch, "loss": loss}) + "\n")
-        if step % T["eval_every"] == 0 or step == T["max_steps"]:
+        if step % T["eval_every"] == 0 or last_step:
             elapsed = time.perf_counter() - window_start
             last_metrics = {
                 "step": step,
@@ -226,7 +230,7 @@ def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bo
                     f"step {step}  tokens {tokens_seen}  loss {loss:.4f}  dev ppl {last_metrics['dev_perplexity'] or float('nan'):.2f}  "
                     f"{last_metrics['tokens_per_s'] or 0:.0f} tokens/s"
                 )
-        if step % T["checkpoint_every"] == 0 or step == T["max_steps"]:
+        if step % T["checkpoint_every"] == 0 or last_step:
             if dist.is_main:
                 _atomic_save(
                     {
@@ -243,6 +247,8 @@ def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bo
                     checkpoint_file,
                 )
             dist.barrier()
+        if out_of_time:
+            break
     bar.close()
     if dist.is_main:
         export(lm, output_dir / "model")
