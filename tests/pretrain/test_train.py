@@ -129,6 +129,16 @@ def test_bad_config_values_are_clear_errors(tmp_path, grammar_text, capsys):
     assert "'relu' or 'tanh'" in capsys.readouterr().err
     assert main(["pretrain", str(tmp_path / "nope.cfg"), str(tmp_path / "o")]) == 1
     assert "nope.cfg not found" in capsys.readouterr().err
+    broken = tmp_path / "broken.cfg"
+    broken.write_text("[paths]\ntrain = 1\n[model\n")
+    assert main(["pretrain", str(broken), str(tmp_path / "o")]) == 1
+    assert "broken.cfg could not be read" in capsys.readouterr().err
+    partial = tmp_path / "partial.cfg"
+    partial.write_text("[paths]\ntrain = null\ndev = null\n")
+    assert main(["pretrain", str(partial), str(tmp_path / "o")]) == 1
+    assert "has no [corpus] section" in capsys.readouterr().err
+    assert main(base + ["--paths.train", str(grammar_text / "train.txt"), "--training.batch_tokens", "0"]) == 1
+    assert "training.batch_tokens must be a positive integer" in capsys.readouterr().err
 
 
 def test_plot_metrics(tmp_path):
