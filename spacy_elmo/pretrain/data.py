@@ -104,5 +104,5 @@ def shard(batch: List[int], rank: int, world_size: int) -> List[int]:
 
 
 def held_out_batches(sentences: Sequence[Sequence[str]], batch_tokens: int, limit: Optional[int] = None) -> List[List[int]]:
-    """Fixed batches over the held-out sentences, in order."""
+    """Fixed batches over the held-out sentences (the same every evaluation)."""
     return epoch_batches(sentences[:limit] if limit else sentences, batch_tokens, seed=0, epoch=-1)
