@@ -2,8 +2,11 @@
 
 Text is tokenised with a blank spaCy pipeline of ``lang``; sentences are one
 per line (``sentences = "lines"``) or split by spaCy's sentencizer
-(``"sentencizer"``). Whitespace tokens are dropped and sentences longer than
-``max_length`` tokens are cut into pieces.
+(``"sentencizer"``). For the sentencizer a plain-text file is read paragraph by
+paragraph (blank lines separate paragraphs, hard-wrapped lines are joined), so a
+sentence that wraps over lines stays whole. A UTF-8 byte-order mark is dropped.
+Whitespace tokens are dropped and sentences longer than ``max_length`` tokens are
+cut into pieces.
 
 Batches hold whole sentences up to ``batch_tokens`` tokens. Their order is a
 pure function of ``(seed, epoch)``, so a run can resume at any batch exactly.
@@ -29,9 +32,32 @@ def corpus_files(path: PathLike) -> List[Path]:
     raise ValueError(f"Corpus path {path} not found. Set it with --paths.train / --paths.dev or in the config's [paths].")
 
 
-def _texts(path: Path, nlp) -> Iterator[str]:
+MAX_PARAGRAPH_CHARS = 100_000
+
+
+def _paragraphs(lines: Iterator[str]) -> Iterator[str]:
+    """Blank-line separated paragraphs, their lines joined with single spaces.
+
+    A paragraph is cut after ``MAX_PARAGRAPH_CHARS`` characters, at a line end,
+    so a file without blank lines does not become one giant text.
+    """
+    current: List[str] = []
+    size = 0
+    for line in lines:
+        line = line.strip()
+        if line:
+            current.append(line)
+            size += len(line) + 1
+        if current and (not line or size >= MAX_PARAGRAPH_CHARS):
+            yield " ".join(current)
+            current, size = [], 0
+    if current:
+        yield " ".join(current)
+
+
+def _texts(path: Path, nlp, paragraphs: bool = False) -> Iterator[str]:
     if path.suffix == ".jsonl":
-        with path.open(encoding="utf8") as f:
+        with path.open(encoding="utf-8-sig") as f:
             for number, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
@@ -48,8 +74,8 @@ def _texts(path: Path, nlp) -> Iterator[str]:
         for doc in DocBin().from_disk(path).get_docs(nlp.vocab):
             yield doc.text
     else:
-        with path.open(encoding="utf8", errors="replace") as f:
-            yield from f
+        with path.open(encoding="utf-8-sig", errors="replace") as f:
+            yield from _paragraphs(f) if paragraphs else f
 
 
 def read_sentences(
@@ -65,7 +91,7 @@ def read_sentences(
         nlp.add_pipe("sentencizer")
     out: List[List[str]] = []
     for file in corpus_files(path):
-        texts = (t for t in _texts(file, nlp) if t.strip())
+        texts = (t for t in _texts(file, nlp, paragraphs=sentences == "sentencizer") if t.strip())
         for doc in nlp.pipe(texts, batch_size=256):
             spans = doc.sents if sentences == "sentencizer" else [doc[:]]
             for span in spans:
