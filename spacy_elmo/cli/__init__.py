@@ -16,8 +16,8 @@ COMMANDS = (
 )
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m spacy_elmo", description="ELMo for spaCy")
+def make_parser(prog: str = "python -m spacy_elmo") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="ELMo for spaCy")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for name, module, help_text in COMMANDS:
@@ -29,8 +29,8 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = make_parser()
+def main(argv: Optional[List[str]] = None, prog: str = "python -m spacy_elmo") -> int:
+    parser = make_parser(prog)
     args, extra = parser.parse_known_args(argv)
     if extra and args.func is not pretrain.run:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

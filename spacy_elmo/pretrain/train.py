@@ -207,7 +207,10 @@ def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bo
         last_step = step == T["max_steps"] or out_of_time
         window_tokens += n_tokens
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{math.exp(min(loss, 50)):.1f}")
+        postfix = {"loss": f"{loss:.3f}", "ppl": f"{math.exp(min(loss, 50)):.1f}"}
+        if deadline is not None:  # the step total says little when the time budget ends the run
+            postfix["time_left"] = _minutes(max(0.0, deadline - time.monotonic()))
+        bar.set_postfix(postfix)
         if dist.is_main:
             with loss_path.open("a", encoding="utf8") as f:
                 f.write(json.dumps({"step": step, "epoch": epoch, "loss": loss}) + "\n")
@@ -254,6 +257,10 @@ def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bo
         export(lm, output_dir / "model")
     dist.barrier()
     return last_metrics
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
 def export(lm: BiLMLanguageModel, folder: Path) -> None:
