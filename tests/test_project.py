@@ -22,13 +22,6 @@ from .conftest import REFERENCE, ROOT, SHARED, require_shared
 pytestmark = pytest.mark.slow
 
 DATA = SHARED / "data"
-# project asset folder -> where ../shared keeps the same files
-SHARED_ASSETS = {
-    "assets/ud": DATA / "ud-english-ewt",
-    "assets/uner": DATA / "uner-english-ewt",
-    "assets/novels": DATA / "english-novels-1870-1930",
-}
-SHARED_FILE = {"assets/uner/en_ewt-ud-train.iob2": DATA / "uner-english-ewt" / "draft-train-2022-12" / "en_ewt-ud-train.iob2"}
 OFFLINE = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
 
 
@@ -37,8 +30,9 @@ def project_assets(extra: bool = False):
 
 
 def run(args, cwd: Path) -> subprocess.CompletedProcess:
+    """``python ARGS`` in ``cwd`` with every download refused."""
     env = {**os.environ, **OFFLINE, "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result
 
@@ -50,11 +44,8 @@ def project(tmp_path_factory) -> Path:
     shutil.copy(ROOT / "project.yml", path)
     for folder in ("configs", "scripts"):
         shutil.copytree(ROOT / folder, path / folder)
-    for asset in project_assets():
-        dest = asset["dest"]
-        source = SHARED_FILE.get(dest) or SHARED_ASSETS[str(Path(dest).parent)] / Path(dest).name
-        (path / dest).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, path / dest)
+    # copies, found by file name (the documented way to place the assets offline)
+    run(["scripts/assets_from_folder.py", str(DATA), "--project", str(path)], path)
     return path
 
 
@@ -69,13 +60,13 @@ def test_every_asset_is_pinned_and_checksummed():
 
 
 def test_assets_in_place_are_verified_not_downloaded(project):
-    out = run(["spacy", "project", "assets", str(project)], project).stdout
+    out = run(["-m", "spacy", "project", "assets", str(project)], project).stdout
     assert out.count("Skipping download with matching checksum") == len(project_assets()), out[-2000:]
     assert "Downloaded" not in out
 
 
 def test_smoke_runs_every_step_offline_with_sane_metrics(project):
-    run(["spacy", "project", "run", "smoke", str(project)], project)
+    run(["-m", "spacy", "project", "run", "smoke", str(project)], project)
     smoke = project / "smoke"
     config = srsly.read_yaml(ROOT / "project.yml")
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -123,7 +114,7 @@ def test_pretrained_workflow_runs_offline_on_a_local_bilm(project):
     shutil.copyfile(REFERENCE / "options.json", folder / "elmo_2x1024_128_2048cnn_1xhighway_options.json")
     shutil.copyfile(REFERENCE / "lm_weights.hdf5", folder / "elmo_2x1024_128_2048cnn_1xhighway_weights.hdf5")
     tiny = ["--vars.limit", "200", "--vars.train_steps", "20", "--vars.eval_frequency", "10"]
-    run(["spacy", "project", "run", "pretrained", str(project), *tiny], project)
+    run(["-m", "spacy", "project", "run", "pretrained", str(project), *tiny], project)
     table = (project / "metrics/compare_allennlp-small.md").read_text()
     assert "| ELMo-small |" in table and "| baseline |" in table
     assert (project / "training/tagger_parser_ner_allennlp-small/model-best/elmo/model").exists()

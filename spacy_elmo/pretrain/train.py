@@ -149,6 +149,8 @@ def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bo
         vocab = WordVocab(saved["vocab"])
     else:
         vocab = WordVocab.build(train, max_size=vocab_cfg["max_size"], min_count=vocab_cfg["min_count"])
+    if progress and dist.is_main:
+        print(_corpus_summary(train, dev, vocab), file=sys.stderr, flush=True)
     torch.manual_seed(T["seed"])
     random.seed(T["seed"])
     numpy.random.seed(T["seed"])
@@ -257,6 +259,15 @@ def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bo
         export(lm, output_dir / "model")
     dist.barrier()
     return last_metrics
+
+
+def _corpus_summary(train: List[List[str]], dev: List[List[str]], vocab: WordVocab) -> str:
+    n_train = sum(map(len, train))
+    known = sum(1 for sentence in train for word in sentence if word in vocab.index)
+    line = f"train: {len(train):,} sentences, {n_train:,} tokens; vocabulary {len(vocab):,} words ({known / n_train:.1%} of training tokens)"
+    if dev:
+        line += f"; held out: {len(dev):,} sentences, {sum(map(len, dev)):,} tokens"
+    return line
 
 
 def _minutes(seconds: float) -> str:

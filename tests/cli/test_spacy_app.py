@@ -39,10 +39,13 @@ def test_bad_arguments_exit_nonzero_with_the_usage():
 def test_spacy_elmo_pretrain_takes_spacy_style_overrides(tmp_path):
     text = "\n".join(f"the cat {w} the dog ." for w in ("sees", "likes", "finds") * 40)
     (tmp_path / "train.txt").write_text(text)
-    result = spacy("elmo", "pretrain", str(TINY), str(tmp_path / "out"), "--quiet", "--paths.train", str(tmp_path / "train.txt"),
+    result = spacy("elmo", "pretrain", str(TINY), str(tmp_path / "out"), "--paths.train", str(tmp_path / "train.txt"),
                    "--training.max_steps", "3", "--training.eval_every", "3", "--model.lstm_dim", "32", "--model.projection_dim", "8",
                    "--model.filters", "[[1, 4], [2, 4]]")
     assert result.returncode == 0, result.stderr[-2000:]
+    # the corpus summary and the progress bar go to stderr
+    assert "train: 120 sentences, 720 tokens; vocabulary 10 words (100.0% of training tokens)" in result.stderr
+    assert "pretrain: 100%" in result.stderr
     metrics = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [3]
     assert (tmp_path / "out" / "model" / "weights.hdf5").exists()
