@@ -9,7 +9,6 @@ to the asset's ``dest``. Afterwards ``python -m spacy project assets`` verifies 
 checksum and downloads nothing.
 """
 import argparse
-import hashlib
 import os
 import shutil
 import sys
@@ -17,14 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import srsly
-
-
-def md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from weasel.util import get_checksum  # what `spacy project assets` verifies with
 
 
 def main(argv=None) -> None:
@@ -42,7 +34,7 @@ def main(argv=None) -> None:
     for asset in assets:
         candidates = by_name.get(Path(asset["dest"]).name, [])
         if len(candidates) > 1:
-            candidates = [p for p in candidates if md5(p) == asset.get("checksum")]
+            candidates = [p for p in candidates if get_checksum(p) == asset.get("checksum")]
         if not candidates:
             missing.append(asset["dest"])
             continue
