@@ -73,6 +73,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "{c_shape}, got {got_h} and {got_c}."
     )
     E023 = "max_characters_per_token must be at least 3 (BOW, one byte, EOW), got {value}."
+    E024 = "Invalid token_cache_mb {value!r}: give the cache size in MiB, a number >= 0 (0 turns the cache off)."
     # embed command
     E030 = "Input file {path} not found."
     E031 = "Input file {path}, line {line}: not valid UTF-8 ({err})."

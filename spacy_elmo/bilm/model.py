@@ -14,6 +14,7 @@ from ..errors import Errors
 from .chars import sentence_boundary_ids
 from .config import BiLMConfig
 from .lstm import LSTMState, StackedBiLSTM
+from .token_cache import TokenCache
 from .token_encoder import TokenEncoder
 
 
@@ -40,6 +41,29 @@ class BiLM(nn.Module):
         self.register_buffer(
             "boundary_ids", sentence_boundary_ids(config.max_characters_per_token), persistent=False
         )
+        self.token_cache: Optional[TokenCache] = None
+
+    def set_token_cache(self, max_mb: float) -> Optional[TokenCache]:
+        """Keep up to ``max_mb`` MiB of token vectors across calls (0: no cache).
+
+        Used only without autograd; exact (see :mod:`.token_cache`). Emptied by
+        ``.to()`` and ``load_state_dict``; if you change the encoder's weights
+        in place (training), call ``token_cache.clear()``. Returns the cache.
+        """
+        if isinstance(max_mb, bool) or not isinstance(max_mb, (int, float)) or not max_mb >= 0:
+            raise ValueError(Errors.E024.format(value=max_mb))
+        self.token_cache = TokenCache(int(max_mb * 2**20)) if max_mb > 0 else None
+        return self.token_cache
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .half(), .cuda(): cached vectors are stale
+        if getattr(self, "token_cache", None) is not None:
+            self.token_cache.clear()
+        return super()._apply(fn, *args, **kwargs)
+
+    def load_state_dict(self, *args, **kwargs):
+        if self.token_cache is not None:
+            self.token_cache.clear()
+        return super().load_state_dict(*args, **kwargs)
 
     @property
     def output_dim(self) -> int:
@@ -110,7 +134,12 @@ class BiLM(nn.Module):
         if flat.shape[0] == 0:
             return self.token_encoder(char_ids)
         unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
-        return self.token_encoder(unique).index_select(0, inverse).view(*char_ids.shape[:-1], -1)
+        cache = self.token_cache
+        if cache is not None and not torch.is_grad_enabled():
+            encoded = cache.encode(unique, self.token_encoder)
+        else:
+            encoded = self.token_encoder(unique)
+        return encoded.index_select(0, inverse).view(*char_ids.shape[:-1], -1)
 
     def _add_boundaries(self, char_ids: Tensor, lengths: Tensor) -> Tensor:
         """``(batch, seq, W)`` -> ``(batch, seq + 2, W)`` with ``<S>`` first and ``</S>`` after each row's last token."""

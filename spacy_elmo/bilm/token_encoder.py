@@ -16,6 +16,13 @@ from .config import BiLMConfig
 
 # Tokens per block of the character convolutions on CPU (cache-sized work).
 CPU_BLOCK = 64
+# Without autograd (inference) tokens are encoded in blocks of exactly this many
+# rows (the last one padded): a matrix product's rows then do not depend on
+# their neighbours or on how many tokens came in (BLAS picks its kernels by
+# shape), so a token's vector is bit for bit the same in any batch. This is
+# what lets the token cache (``token_cache.py``) be exact.
+INFERENCE_BLOCK = {"cpu": 32}
+DEFAULT_INFERENCE_BLOCK = 256
 
 
 class Highway(nn.Module):
@@ -71,6 +78,8 @@ class TokenEncoder(nn.Module):
     def forward(self, char_ids: Tensor) -> Tensor:
         lead = char_ids.shape[:-1]
         flat = char_ids.reshape(-1, char_ids.shape[-1])
+        if not torch.is_grad_enabled() and flat.shape[0] > 0:
+            return self._forward_invariant(flat).reshape(*lead, self.output_dim)
         # On CPU, small blocks of tokens keep each block's windows in cache.
         block = CPU_BLOCK if flat.device.type == "cpu" else max(flat.shape[0], 1)
         if flat.shape[0] <= block:
@@ -82,6 +91,23 @@ class TokenEncoder(nn.Module):
         if self.has_projection:
             x = torch.addmm(self.b_proj, x, self.w_proj)
         return x.reshape(*lead, x.shape[-1])
+
+    def _forward_invariant(self, flat: Tensor) -> Tensor:
+        """``(n, max_chars)`` -> ``(n, projection_dim)`` in fixed-size blocks (see ``INFERENCE_BLOCK``)."""
+        block = INFERENCE_BLOCK.get(flat.device.type, DEFAULT_INFERENCE_BLOCK)
+        n = flat.shape[0]
+        padded = -(-n // block) * block
+        if padded != n:
+            flat = torch.cat([flat, flat.new_zeros(padded - n, flat.shape[1])])
+        out = []
+        for i in range(0, padded, block):
+            x = self._convolve(flat[i : i + block])
+            for highway in self.highways:
+                x = highway(x)
+            if self.has_projection:
+                x = torch.addmm(self.b_proj, x, self.w_proj)
+            out.append(x)
+        return torch.cat(out)[:n] if len(out) > 1 else out[0][:n]
 
     def _convolve(self, char_ids: Tensor) -> Tensor:
         """``(n, max_chars)`` -> ``(n, n_filters)``: each convolution max-pooled, then activated.
