@@ -155,9 +155,12 @@ class StackedBiLSTM(nn.Module):
     ) -> Tuple[Tensor, Tensor, Tensor]:
         """x: ``(2, seq, batch, in)`` -> ``(2, seq, batch, P)`` and the final ``h``, ``c`` ``(2, batch, .)``.
 
-        The live rows of step ``t`` are read through strided views (no copies).
-        Without autograd the state is updated in place.
+        Without autograd the state is updated in place and the live rows of
+        step ``t`` are read through strided views (no copies); with autograd,
+        see :meth:`_run_layer_packed`.
         """
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters())):
+            return self._run_layer_packed(layer, x, live, h0, c0)
         cfg = self.config
         C = cfg.lstm_dim
         _, seq, batch, _ = x.shape
@@ -165,46 +168,75 @@ class StackedBiLSTM(nn.Module):
         bias = layer.gate_bias()
         out = x.new_zeros(2, seq, batch, cfg.projection_dim)
         w_hidden, w_proj = layer.w_hidden, layer.w_proj
-        cell_clip, proj_clip = cfg.cell_clip, cfg.proj_clip
-        in_place = not (
-            torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters()))
-        )
-        h, c = (h0.clone(), c0.clone()) if in_place else (h0, c0)
-        # With autograd, per-step outputs are stacked at the end: writing them into
-        # `out` would record one full-size copy per step for the backward pass.
-        steps: List[Tensor] = []
-        # Per-step views of the input products: one backward node for all steps
-        # (indexing the whole tensor per step would build a full-size gradient each time).
-        xp_steps = xp.unbind(1)
+        h, c = h0.clone(), c0.clone()
         for t in range(seq):
             n = live[t]
             if n == 0:
                 break
             gates = torch.baddbmm(bias, h[:, :n], w_hidden)  # (2, n, 4C)
-            gates += xp_steps[t] if n == batch else xp_steps[t][:, :n]
-            ij = torch.sigmoid(gates[..., :C]) * torch.tanh(gates[..., C : 2 * C])
-            fo = torch.sigmoid(gates[..., 2 * C :])
-            c_new = torch.addcmul(ij, fo[..., :C], c[:, :n])
-            if cell_clip is not None:
-                c_new = c_new.clamp_(-cell_clip, cell_clip)
-            h_new = torch.bmm(fo[..., C:] * torch.tanh(c_new), w_proj)  # (2, n, P)
-            if proj_clip is not None:
-                h_new = h_new.clamp_(-proj_clip, proj_clip)
-            if in_place:
-                out[:, t, :n] = h_new
-            else:
-                steps.append(h_new if n == batch else F.pad(h_new, (0, 0, 0, batch - n)))
-            if in_place:
-                h[:, :n] = h_new
-                c[:, :n] = c_new
-            elif n == batch:
-                h, c = h_new, c_new
-            else:
-                h = torch.cat([h_new, h[:, n:]], dim=1)
-                c = torch.cat([c_new, c[:, n:]], dim=1)
-        if not in_place and steps:
-            out = torch.stack(steps + [out[:, 0]] * (seq - len(steps)), dim=1)
+            gates += xp[:, t] if n == batch else xp[:, t, :n]
+            h_new, c_new = self._cell(gates, c[:, :n], layer)
+            out[:, t, :n] = h_new
+            h[:, :n] = h_new
+            c[:, :n] = c_new
         return out, h, c
+
+    def _run_layer_packed(
+        self, layer: BiLSTMLayer, x: Tensor, live: List[int], h0: Tensor, c0: Tensor
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """The autograd path: every tensor the backward pass sees holds live rows only.
+
+        The live positions of all steps are packed time-major (step ``t``: rows
+        ``0 .. n_t - 1``), so the input products skip the padding and each
+        step's slice of them is one piece of a single ``split`` (one backward
+        node, no full-size zero gradient per step); rows leave the state as
+        they finish, so the state never needs a per-step copy.
+        """
+        cfg = self.config
+        _, seq, batch, in_dim = x.shape
+        counts = [n for n in live if n > 0]
+        if not counts:
+            return x.new_zeros(2, seq, batch, cfg.projection_dim), h0, c0
+        device = x.device
+        index = torch.cat([torch.arange(n, device=device) + t * batch for t, n in enumerate(counts)])
+        x_packed = x.reshape(2, seq * batch, in_dim).index_select(1, index)
+        xp_steps = torch.bmm(x_packed, layer.w_input).split(counts, dim=1)  # (2, n_t, 4C) each
+        bias = layer.gate_bias()
+        h, c = h0, c0
+        finished_h: List[Tensor] = []
+        finished_c: List[Tensor] = []
+        steps: List[Tensor] = []
+        n_prev = batch
+        for t, n in enumerate(counts):
+            if n < n_prev:  # rows n .. n_prev - 1 ended at the previous step: their state is final
+                finished_h.append(h[:, n:])
+                finished_c.append(c[:, n:])
+                h, c = h[:, :n], c[:, :n]
+            gates = torch.baddbmm(bias, h, layer.w_hidden) + xp_steps[t]
+            h, c = self._cell(gates, c, layer)
+            steps.append(h)
+            n_prev = n
+        finished_h.append(h)
+        finished_c.append(c)
+        h_final = torch.cat(finished_h[::-1], dim=1)
+        c_final = torch.cat(finished_c[::-1], dim=1)
+        packed = torch.cat(steps, dim=1)  # (2, total live, P)
+        out = x.new_zeros(2, seq * batch, cfg.projection_dim).index_copy(1, index, packed)
+        return out.view(2, seq, batch, cfg.projection_dim), h_final, c_final
+
+    def _cell(self, gates: Tensor, c: Tensor, layer: BiLSTMLayer) -> Tuple[Tensor, Tensor]:
+        """gates ``(2, n, 4C)`` (blocks i, j, f, o, biases included), c ``(2, n, C)`` -> new h ``(2, n, P)``, c."""
+        cfg = self.config
+        C = cfg.lstm_dim
+        ij = torch.sigmoid(gates[..., :C]) * torch.tanh(gates[..., C : 2 * C])
+        fo = torch.sigmoid(gates[..., 2 * C :])
+        c_new = torch.addcmul(ij, fo[..., :C], c)
+        if cfg.cell_clip is not None:
+            c_new = c_new.clamp(-cfg.cell_clip, cfg.cell_clip)
+        h_new = torch.bmm(fo[..., C:] * torch.tanh(c_new), layer.w_proj)  # (2, n, P)
+        if cfg.proj_clip is not None:
+            h_new = h_new.clamp(-cfg.proj_clip, cfg.proj_clip)
+        return h_new, c_new
 
     def _check_state(self, state: LSTMState, batch: int) -> None:
         cfg = self.config

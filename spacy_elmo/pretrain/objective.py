@@ -61,17 +61,25 @@ class BiLMLanguageModel(nn.Module):
         P = self.bilm.config.projection_dim
         if self.training and self.dropout > 0:
             hidden = F.dropout(hidden, self.dropout)
-        states: List[Tensor] = []
-        targets: List[int] = []
+        # Every row's predicting states gathered at once (one index op, one
+        # backward node): indexing row by row would give each row a backward
+        # that fills a zero tensor the size of the whole batch (quadratic).
+        rows: List[int] = []
+        positions: List[int] = []
+        next_words: List[int] = []
+        previous_words: List[int] = []
         for row, tokens in enumerate(sentences):
             ids = self.vocab.ids(tokens)  # length n + 2
             n = len(ids)
-            states.append(hidden[row, : n - 1, :P])  # forward at <S>..w_n predicts w_1..</S>
-            states.append(hidden[row, 1:n, P:])  # backward at w_1..</S> predicts <S>..w_n
-            targets.extend(ids[1:])
-            targets.extend(ids[:-1])
-        x = torch.cat(states)
-        y = torch.tensor(targets, dtype=torch.long, device=device)
+            rows.extend([row] * (n - 1))
+            positions.extend(range(n - 1))
+            next_words.extend(ids[1:])  # forward at <S>..w_n predicts w_1..</S>
+            previous_words.extend(ids[:-1])  # backward at w_1..</S> predicts <S>..w_n
+        row_index = torch.tensor(rows, dtype=torch.long, device=device)
+        position = torch.tensor(positions, dtype=torch.long, device=device)
+        x = torch.cat([hidden[row_index, position, :P], hidden[row_index, position + 1, P:]])
+        y = torch.tensor(next_words + previous_words, dtype=torch.long, device=device)
+        targets = y
         if self.softmax_kind == "adaptive":
             loss = self.softmax(x, y).loss
         else:
