@@ -1,16 +1,20 @@
 """Registered architectures (names in setup.cfg's ``spacy_architectures`` entry points).
 
-Both are ``Model[List[Doc], List[Floats2d]]``, one ``(len(doc), width)`` array per doc.
+All are ``Model[List[Doc], List[Floats2d]]``, one ``(len(doc), width)`` array per doc.
 
-``spacy-elmo.ElmoTok2Vec.v1``, ELMo alone::
+``spacy-elmo.ElmoTok2Vec.v2`` (``.v1``: without ``dropout`` / ``mix_l2``), ELMo alone::
 
-    docs -> get_spans -> [biLM -> layer mix] per batch of spans -> per-doc arrays -> (projection)
+    docs -> get_spans -> [biLM -> layer mix] per batch of spans -> per-doc arrays -> dropout -> (projection)
 
-``spacy-elmo.ElmoWithTok2Vec.v1``, the paper's recipe: ELMo concatenated with
-the baseline's own token representation (any tok2vec, e.g. spaCy's hash
-embeddings + CNN), then a maxout layer to ``width``::
+``spacy-elmo.ElmoWithTok2Vec.v2``, ELMo beside the baseline's own token
+representation (any tok2vec, e.g. spaCy's hash embeddings + CNN)::
 
-    docs -> [ElmoTok2Vec | tok2vec] -> concatenate -> Maxout(width)
+    combine = "residual":  tok2vec + Linear(width, zero-initialised)(ELMo)
+    combine = "maxout":    [ELMo | tok2vec] -> Maxout(width)    (= ElmoWithTok2Vec.v1)
+    combine = "concat":    [ELMo | tok2vec]                     (no bottleneck)
+
+``"residual"`` starts as exactly the baseline (the projection of ELMo starts
+at zero), so training can only add what ELMo brings.
 
 The biLM weights are not part of the config: they are attached at
 ``initialize`` (:func:`attach_bilm`) and saved inside the pipeline.
@@ -18,13 +22,14 @@ The biLM weights are not part of the config: they are attached at
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from spacy.tokens import Doc
-from thinc.api import Linear, Maxout, Model, chain, concatenate, with_array
+from thinc.api import Linear, Maxout, Model, chain, concatenate, with_array, zero_init
 from thinc.types import Floats2d
 
 from . import registry  # noqa: F401  (adds span_getters / model_loaders)
 from .bilm import BiLM
 from .errors import Errors
 from .layers.bilm_wrapper import ElmoBiLM, set_bilm
+from .layers.feature_dropout import FeatureDropout
 from .layers.mix import MIXES, LayerMix, output_width, set_mix_dims
 from .layers.spans import SpanGetter, sent_or_window_spans_v1
 from .layers.with_spans import with_spans
@@ -63,6 +68,48 @@ def elmo_tok2vec_v1(
         across epochs up to ``cache_mb`` MiB (0: off), optionally in float16.
     mixed_precision / grad_scaler_config: passed to Thinc's PyTorchWrapper_v3.
     """
+    return _elmo_tok2vec(
+        width, mix, project, get_spans, max_batch_items, fine_tune, lr_scale, cache_mb, cache_float16, mixed_precision, grad_scaler_config
+    )
+
+
+def elmo_tok2vec_v2(
+    width: Optional[int] = None,
+    mix: str = "scalar",
+    project: bool = False,
+    dropout: float = 0.0,
+    mix_l2: float = 0.0,
+    get_spans: Optional[SpanGetter] = None,
+    max_batch_items: int = 4096,
+    fine_tune: str = "none",
+    lr_scale: float = 0.1,
+    cache_mb: float = 1024,
+    cache_float16: bool = False,
+    token_cache_mb: float = 256,
+    mixed_precision: bool = False,
+    grad_scaler_config: Dict[str, Any] = {},
+) -> Model[InT, OutT]:
+    """``spacy-elmo.ElmoTok2Vec.v1`` with the paper's regularisers and the token cache.
+
+    dropout: dropout rate on the mixed ELMo vectors in training (the paper: 0.5),
+        its own rate, not ``[training] dropout``.
+    mix_l2: L2 penalty pulling the scalar-mix weights towards the average
+        (the paper's lambda; 0 turns it off).
+    token_cache_mb: MiB of context-independent token vectors kept across
+        batches, docs and calls at prediction (exact; 0 turns it off).
+    Other arguments: see ``spacy-elmo.ElmoTok2Vec.v1``.
+    """
+    return _elmo_tok2vec(
+        width, mix, project, get_spans, max_batch_items, fine_tune, lr_scale, cache_mb, cache_float16, mixed_precision, grad_scaler_config,
+        dropout=dropout, mix_l2=mix_l2, token_cache_mb=token_cache_mb,
+    )
+
+
+def _elmo_tok2vec(
+    width, mix, project, get_spans, max_batch_items, fine_tune, lr_scale, cache_mb, cache_float16, mixed_precision, grad_scaler_config,
+    *, dropout: Optional[float] = None, mix_l2: float = 0.0, token_cache_mb: float = 256,
+) -> Model[InT, OutT]:
+    # dropout None: the v1 layout (no dropout node), so v1 pipelines keep loading.
     if mix not in MIXES:
         raise ValueError(Errors.E045.format(mix=mix))
     if width is not None and (not isinstance(width, int) or isinstance(width, bool) or width < 1):
@@ -76,10 +123,13 @@ def elmo_tok2vec_v1(
         lr_scale=lr_scale,
         cache_mb=cache_mb,
         cache_float16=cache_float16,
+        token_cache_mb=token_cache_mb,
     )
-    layer_mix = LayerMix(mix)
+    layer_mix = LayerMix(mix, l2=mix_l2)
     spans_model = with_spans(get_spans or sent_or_window_spans_v1(), chain(bilm, layer_mix), max_batch_items)
     layers: List[Model] = [spans_model]
+    if dropout is not None:
+        layers.append(FeatureDropout(dropout))
     projection = None
     if project:
         projection = with_array(Linear(nO=width))
@@ -91,7 +141,7 @@ def elmo_tok2vec_v1(
         layers=layers,
         dims={"nO": width},
         refs={"bilm": bilm, "mix": layer_mix, "spans": spans_model, "projection": projection},
-        attrs={"mix": mix, "project": project, "width": width},
+        attrs={"mix": mix, "project": project, "width": width, "dropout": dropout or 0.0, "mix_l2": mix_l2},
     )
     return model
 
@@ -158,6 +208,98 @@ def elmo_with_tok2vec_v1(elmo: Model[InT, OutT], tok2vec: Model[InT, OutT], widt
         refs={"elmo": elmo, "tok2vec": tok2vec, "combine": combine},
     )
     return model
+
+
+COMBINES = ("residual", "maxout", "concat")
+
+
+def elmo_with_tok2vec_v2(
+    elmo: Model[InT, OutT], tok2vec: Model[InT, OutT], width: int, combine: str = "residual", maxout_pieces: int = 3
+) -> Model[InT, OutT]:
+    """ELMo (``elmo``, an ElmoTok2Vec) beside another token representation
+    (``tok2vec``, e.g. the baseline's own hash-embedding CNN), ``width`` wide.
+
+    combine: ``"residual"``: ``tok2vec(docs) + Linear(ELMo)``, the linear layer
+        starting at zero, so the untrained model is the baseline and ELMo is
+        added only as far as training finds it useful (``tok2vec`` must be
+        ``width`` wide); ``"maxout"``: the two concatenated, then a
+        layer-normalised maxout to ``width`` (ElmoWithTok2Vec.v1); ``"concat"``:
+        the two concatenated, no bottleneck (``width`` must be the sum of both).
+    """
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise ValueError(Errors.E047.format(what="width", value=width, why="it must be a positive integer"))
+    if combine not in COMBINES:
+        raise ValueError(Errors.E047.format(what="combine", value=combine, why=f"use one of {', '.join(repr(c) for c in COMBINES)}"))
+    if combine == "maxout":
+        model = elmo_with_tok2vec_v1(elmo, tok2vec, width, maxout_pieces)
+        model.attrs["combine"] = combine
+        return model
+    if combine == "concat":
+        return Model(
+            "elmo_with_tok2vec",
+            forward,
+            init=init_concat,
+            layers=[concatenate(elmo, tok2vec)],
+            dims={"nO": width},
+            refs={"elmo": elmo, "tok2vec": tok2vec},
+            attrs={"combine": combine},
+        )
+    projection = with_array(Linear(nO=width, init_W=zero_init))
+    return Model(
+        "elmo_with_tok2vec",
+        forward_residual,
+        init=init_residual,
+        layers=[tok2vec, chain(elmo, projection)],
+        dims={"nO": width},
+        refs={"elmo": elmo, "tok2vec": tok2vec, "projection": projection},
+        attrs={"combine": combine},
+    )
+
+
+def forward_residual(model: Model[InT, OutT], docs: InT, is_train: bool) -> Tuple[OutT, Callable]:
+    base, elmo = model.layers
+    Y_base, bp_base = base(docs, is_train)
+    Y_elmo, bp_elmo = elmo(docs, is_train)
+    Y = [a + b for a, b in zip(Y_base, Y_elmo)]
+
+    def backprop(dY: OutT) -> InT:
+        bp_base(dY)
+        bp_elmo(dY)
+        return []
+
+    return Y, backprop
+
+
+def _init_parts(model: Model[InT, OutT], X: Optional[InT]) -> Tuple[int, int]:
+    elmo, tok2vec = model.get_ref("elmo"), model.get_ref("tok2vec")
+    elmo.initialize()
+    tok2vec.initialize(X=X)
+    return elmo.get_dim("nO"), tok2vec.get_dim("nO")
+
+
+def init_residual(model: Model[InT, OutT], X: Optional[InT] = None, Y: Optional[OutT] = None) -> None:
+    n_elmo, n_tok2vec = _init_parts(model, X)
+    width = model.get_dim("nO")
+    if n_tok2vec != width:
+        raise ValueError(
+            Errors.E047.format(what="width", value=width, why=f'combine = "residual" adds ELMo to the tok2vec, which is {n_tok2vec} wide: set width = {n_tok2vec}')
+        )
+    projection = model.get_ref("projection")
+    projection.layers[0].set_dim("nI", n_elmo, force=True)
+    projection.set_dim("nI", n_elmo, force=True)
+    projection.initialize()
+
+
+def init_concat(model: Model[InT, OutT], X: Optional[InT] = None, Y: Optional[OutT] = None) -> None:
+    n_elmo, n_tok2vec = _init_parts(model, X)
+    width = model.get_dim("nO")
+    if n_elmo + n_tok2vec != width:
+        raise ValueError(
+            Errors.E047.format(
+                what="width", value=width, why=f'combine = "concat" gives ELMo ({n_elmo}) + tok2vec ({n_tok2vec}) = {n_elmo + n_tok2vec}: set width = {n_elmo + n_tok2vec}'
+            )
+        )
+    model.layers[0].set_dim("nO", width, force=True)
 
 
 def init_with_tok2vec(model: Model[InT, OutT], X: Optional[InT] = None, Y: Optional[OutT] = None) -> None:

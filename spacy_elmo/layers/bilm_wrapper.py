@@ -71,6 +71,7 @@ def ElmoBiLM(
     lr_scale: float = 0.1,
     cache_mb: float = 1024,
     cache_float16: bool = False,
+    token_cache_mb: float = 256,
 ) -> Model[InT, OutT]:
     """dims: ``nL`` (layers out: n_layers + 1) and ``nO`` (2 * projection_dim), set by :func:`set_bilm`.
 
@@ -79,6 +80,9 @@ def ElmoBiLM(
     lr_scale: learning-rate factor for the fine-tuned biLM parameters.
     cache_mb / cache_float16: bound and precision of the frozen-feature cache
         used in training (0 turns it off); see :mod:`.feature_cache`.
+    token_cache_mb: bound of the exact cache of context-independent token
+        vectors kept across batches and calls at prediction (0 turns it off;
+        unused while the char CNN is fine-tuned); see ``bilm/token_cache.py``.
     """
     if fine_tune not in FINE_TUNE:
         raise ValueError(Errors.E047.format(what="fine_tune", value=fine_tune, why=f"use one of {', '.join(FINE_TUNE)}"))
@@ -86,6 +90,8 @@ def ElmoBiLM(
         raise ValueError(Errors.E047.format(what="lr_scale", value=lr_scale, why="it must be positive"))
     if not cache_mb >= 0:
         raise ValueError(Errors.E047.format(what="cache_mb", value=cache_mb, why="it must be >= 0 (0 turns the cache off)"))
+    if isinstance(token_cache_mb, bool) or not isinstance(token_cache_mb, (int, float)) or not token_cache_mb >= 0:
+        raise ValueError(Errors.E047.format(what="token_cache_mb", value=token_cache_mb, why="it must be a number of MiB >= 0 (0 turns the cache off)"))
     grad_scaler_config = dict(grad_scaler_config or {})
     if mixed_precision and "enabled" not in grad_scaler_config:
         grad_scaler_config["enabled"] = True
@@ -107,12 +113,14 @@ def ElmoBiLM(
             "fine_tune": fine_tune,
             "lr_scale": lr_scale,
             "feature_cache": FeatureCache(int(cache_mb * 2**20), cache_float16),
+            "token_cache_mb": float(token_cache_mb),
         },
     )
 
 
 def forward(model: Model[InT, OutT], X: InT, is_train: bool) -> Tuple[OutT, Callable]:
     wrapper = model.layers[0]
+    sync_token_cache(model)
     if is_train and model.attrs["fine_tune"] != "none":
         return wrapper(X, is_train=True)
     if not is_train:
@@ -131,6 +139,26 @@ def forward(model: Model[InT, OutT], X: InT, is_train: bool) -> Tuple[OutT, Call
 
 def _no_backprop(dY: OutT) -> InT:
     return []
+
+
+def sync_token_cache(model: Model) -> None:
+    """Give the biLM its token cache (``token_cache_mb``), or take it away
+    while the char CNN is fine-tuned (its vectors change with every update)."""
+    bilm = get_torch_bilm(model)
+    if not isinstance(bilm, BiLM):
+        return
+    size = model.attrs.get("token_cache_mb", 0.0) if model.attrs["fine_tune"] != "all" else 0.0
+    cache = bilm.token_cache
+    if size and (cache is None or cache.max_bytes != int(size * 2**20)):
+        bilm.set_token_cache(size)
+    elif not size and cache is not None:
+        bilm.token_cache = None
+
+
+def token_cache_of(model: Model):
+    """The :class:`~spacy_elmo.bilm.token_cache.TokenCache` of an :func:`ElmoBiLM` layer, or ``None``."""
+    bilm = get_torch_bilm(model)
+    return bilm.token_cache if isinstance(bilm, BiLM) else None
 
 
 def get_torch_bilm(model: Model) -> torch.nn.Module:
@@ -162,6 +190,7 @@ def set_trainable(model: Model, fine_tune: Optional[str] = None) -> None:
     elif mode == "top":
         bilm.lstm.layers[-1].requires_grad_(True)
     model.attrs["feature_cache"].clear()
+    sync_token_cache(model)
 
 
 class LRScaledOptimizer:

@@ -9,6 +9,9 @@ Input: one ``(n_layers, n_tokens, dim)`` array per sequence; output one
 * ``"average"``: the mean of the layers; width ``dim``.
 * ``"top"``: the last layer; width ``dim``.
 * ``"all"``: the layers concatenated, layer 0 first; width ``n_layers * dim``.
+
+``l2`` (``"scalar"`` only) adds ``l2 * w`` to the gradient of the mix weights
+``w``, pulling them towards the plain average as the paper does (its lambda).
 """
 from typing import Callable, List, Optional, Tuple
 
@@ -23,18 +26,20 @@ InT = List[Floats3d]
 OutT = List[Floats2d]
 
 
-def LayerMix(mix: str = "scalar", n_layers: Optional[int] = None, dim: Optional[int] = None) -> Model[InT, OutT]:
+def LayerMix(mix: str = "scalar", n_layers: Optional[int] = None, dim: Optional[int] = None, l2: float = 0.0) -> Model[InT, OutT]:
     """dims: ``nL`` (layers in), ``nI`` (layer width), ``nO`` (output width);
     params (``"scalar"`` only): ``weights`` ``(nL,)`` and ``gamma`` ``(1,)``."""
     if mix not in MIXES:
         raise ValueError(Errors.E045.format(mix=mix))
+    if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 >= 0:
+        raise ValueError(Errors.E047.format(what="mix_l2", value=l2, why="it must be a number >= 0 (0 turns it off)"))
     model: Model[InT, OutT] = Model(
         f"layer_mix_{mix}",
         forward,
         init=init,
         dims={"nL": n_layers, "nI": dim, "nO": None},
         params={"weights": None, "gamma": None} if mix == "scalar" else {},
-        attrs={"mix": mix},
+        attrs={"mix": mix, "l2": float(l2)},
     )
     if n_layers is not None and dim is not None:
         set_mix_dims(model, n_layers, dim)
@@ -92,7 +97,11 @@ def forward(model: Model[InT, OutT], X: InT, is_train: bool) -> Tuple[OutT, Call
             # d gamma = <dY, mixed>; d s_l = gamma <dY, h_l>; softmax Jacobian
             model.inc_grad("gamma", ops.asarray1f([float((dYc * mixed).sum())]))
             ds = ops.xp.tensordot(stacked, dYc, axes=([1, 2], [0, 1])) * gamma
-            model.inc_grad("weights", (s * (ds - (s * ds).sum())).astype("float32"))
+            d_weights = s * (ds - (s * ds).sum())
+            l2 = model.attrs.get("l2", 0.0)
+            if l2:
+                d_weights = d_weights + l2 * weights
+            model.inc_grad("weights", d_weights.astype("float32"))
             dX = s[:, None, None] * (dYc * gamma)[None]
         elif mix == "average":
             dX = ops.xp.broadcast_to(dYc[None] / n_layers, stacked.shape)

@@ -83,3 +83,23 @@ def test_gradients_match_finite_differences(mix):
 def test_invalid_mix():
     with pytest.raises(ValueError, match="Invalid mix 'max'"):
         LayerMix("max")
+
+
+def test_mix_l2_adds_l2_times_weights_to_the_gradient():
+    X = _inputs(3)
+    dY = [np.random.default_rng(4).normal(size=(x.shape[1], 4)).astype("float32") for x in X]
+    weights = np.array([0.3, -0.2, 0.5], dtype="float32")
+    grads = {}
+    for l2 in (0.0, 0.25):
+        model = LayerMix("scalar", n_layers=3, dim=4, l2=l2)
+        model.initialize()
+        model.set_param("weights", weights)
+        _loss_and_grads(model, X, dY)
+        grads[l2] = model.get_grad("weights").copy()
+    np.testing.assert_allclose(grads[0.25] - grads[0.0], 0.25 * weights, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("l2", [-0.1, "a", True])
+def test_invalid_mix_l2(l2):
+    with pytest.raises(ValueError, match="mix_l2"):
+        LayerMix("scalar", l2=l2)

@@ -1,0 +1,103 @@
+"""spacy-elmo.ElmoWithTok2Vec.v2 / ElmoTok2Vec.v2: combine modes, regularisers, token cache."""
+import numpy as np
+import pytest
+import spacy
+
+TEXTS = ["The cat sat on the mat .", "Hello !", "", "A dog barked at the cat ."]
+TOK2VEC = {
+    "@architectures": "spacy.HashEmbedCNN.v2", "width": 24, "depth": 1, "embed_size": 500,
+    "window_size": 1, "maxout_pieces": 2, "subword_features": True, "pretrained_vectors": None,
+}
+
+
+def _nlp(source, combine="residual", width=24, **elmo):
+    nlp = spacy.blank("en")
+    elmo_cfg = {"@architectures": "spacy-elmo.ElmoTok2Vec.v2", **elmo}
+    model = {"@architectures": "spacy-elmo.ElmoWithTok2Vec.v2", "width": width, "combine": combine, "elmo": elmo_cfg, "tok2vec": TOK2VEC}
+    nlp.add_pipe("elmo", config={"source": source, "model": model})
+    return nlp
+
+
+def test_residual_starts_as_exactly_the_tok2vec(reference_source):
+    nlp = _nlp(reference_source)
+    nlp.initialize()
+    pipe = nlp.get_pipe("elmo")
+    docs = list(nlp.pipe(TEXTS))
+    base = pipe.model.get_ref("tok2vec").predict(docs)
+    for doc, b in zip(docs, base):
+        assert doc.tensor.shape == (len(doc), 24)
+        np.testing.assert_array_equal(doc.tensor, b)
+
+
+def test_residual_learns_to_use_elmo(reference_source):
+    from spacy.training import Example
+
+    nlp = _nlp(reference_source, dropout=0.5)
+    nlp.add_pipe("tagger", config={"model": {"@architectures": "spacy.Tagger.v2", "tok2vec": {
+        "@architectures": "spacy.Tok2VecListener.v1", "width": 24, "upstream": "elmo"}}})
+    words = "The cat sat on the mat .".split()
+    examples = [Example.from_dict(nlp.make_doc(" ".join(words)), {"words": words, "tags": ["D", "N", "V", "P", "D", "N", "."]})]
+    optimizer = nlp.initialize(lambda: examples)
+    projection = nlp.get_pipe("elmo").model.get_ref("projection")
+    assert not projection.layers[0].get_param("W").any()
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    assert projection.layers[0].get_param("W").any()
+
+
+def test_concat_and_maxout_widths(reference_source):
+    concat = _nlp(reference_source, combine="concat", width=32 + 24)
+    concat.initialize()
+    assert concat("The cat .").tensor.shape == (3, 56)
+    maxout = _nlp(reference_source, combine="maxout", width=40)
+    maxout.initialize()
+    assert maxout("The cat .").tensor.shape == (3, 40)
+
+
+@pytest.mark.parametrize("combine, width, expected", [("residual", 30, "width = 24"), ("concat", 50, "width = 56")])
+def test_wrong_widths_name_the_fix(reference_source, combine, width, expected):
+    nlp = _nlp(reference_source, combine=combine, width=width)
+    with pytest.raises(ValueError, match=expected):
+        nlp.initialize()
+
+
+def test_unknown_combine_is_a_clear_error(reference_source):
+    with pytest.raises(ValueError, match="combine 'sum'.*residual"):
+        _nlp(reference_source, combine="sum")
+
+
+@pytest.mark.parametrize("field, value", [("dropout", -0.5), ("dropout", 1.0), ("mix_l2", -1), ("token_cache_mb", -1)])
+def test_bad_regulariser_values_are_clear_errors(reference_source, field, value):
+    with pytest.raises(ValueError, match=field):
+        _nlp(reference_source, **{field: value})
+
+
+def _component_tensors(source, texts, **elmo):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"source": source, "model": {"@architectures": "spacy-elmo.ElmoTok2Vec.v2", **elmo}})
+    nlp.initialize()
+    return nlp, [d.tensor for d in nlp.pipe(texts)]
+
+
+def test_token_cache_in_the_component_is_exact_and_hits(reference_source, reference_sentences):
+    from spacy_elmo.layers.bilm_wrapper import token_cache_of
+
+    texts = [s for group in reference_sentences for s in group]
+    _, exact = _component_tensors(reference_source, texts, token_cache_mb=0)
+    nlp, first = _component_tensors(reference_source, texts, token_cache_mb=64)
+    cache = token_cache_of(nlp.get_pipe("elmo").bilm_layer)
+    misses = cache.misses
+    second = [d.tensor for d in nlp.pipe(texts)]
+    assert cache.misses == misses and cache.hits > 0  # the second pass computes no token vector
+    for a, b, c in zip(exact, first, second):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_no_token_cache_while_the_char_cnn_is_fine_tuned(reference_source):
+    from spacy_elmo.layers.bilm_wrapper import token_cache_of
+
+    nlp, _ = _component_tensors(reference_source, TEXTS, fine_tune="all")
+    assert token_cache_of(nlp.get_pipe("elmo").bilm_layer) is None
+    nlp, _ = _component_tensors(reference_source, TEXTS, fine_tune="top")
+    assert token_cache_of(nlp.get_pipe("elmo").bilm_layer) is not None
