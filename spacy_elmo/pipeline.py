@@ -7,7 +7,7 @@ the stock ``spacy.Tok2VecListener.v1`` (``upstream = "elmo"``), and training,
 ``[initialize.components.elmo.loader]``) and stored inside the pipeline.
 """
 from itertools import islice
-from typing import Callable, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
 
 import numpy
 from spacy.language import Language
@@ -18,23 +18,26 @@ from thinc.api import Config, Model
 from thinc.types import Floats2d
 
 from . import registry  # noqa: F401  (adds span_getters / model_loaders)
-from .architectures import attach_bilm, find_elmo
-from .bilm import BiLM
 from .errors import Errors
-from .layers.bilm_wrapper import LRScaledOptimizer, get_torch_bilm, set_trainable
-from .loaders import bilm_tf_loader_v1
+
+# spaCy imports every factory's module whenever it creates a Language (even
+# spacy.blank), so this module imports the biLM, the layers and the loaders
+# only when a component is made or used.
 
 DEFAULT_ELMO_MODEL = """
 [model]
-@architectures = "spacy-elmo.ElmoTok2Vec.v1"
+@architectures = "spacy-elmo.ElmoTok2Vec.v2"
 width = null
 mix = "scalar"
 project = false
+dropout = 0.5
+mix_l2 = 0.0
 max_batch_items = 4096
 fine_tune = "none"
 lr_scale = 0.1
 cache_mb = 1024
 cache_float16 = false
+token_cache_mb = 256
 mixed_precision = false
 grad_scaler_config = {}
 
@@ -52,6 +55,7 @@ stride = 96
         "model": Config().from_str(DEFAULT_ELMO_MODEL)["model"],
         "source": "small",
         "set_vector_hooks": True,
+        "threads": 0,
     },
 )
 def make_elmo(
@@ -60,6 +64,7 @@ def make_elmo(
     model: Model[List[Doc], List[Floats2d]],
     source: Union[str, List[str]],
     set_vector_hooks: bool,
+    threads: int = 0,
 ) -> "ElmoComponent":
     """ELMo vectors for every token in ``doc.tensor``.
 
@@ -72,8 +77,11 @@ def make_elmo(
         has static vectors (without them spaCy falls back to ``doc.tensor`` anyway,
         but warns W007 on similarity). Hooks are not serialized with a doc; the
         fallback then still applies where the vocab has no vectors.
+    threads: torch CPU threads while this component computes (0: torch's
+        setting, one per core); 1 is fastest on a machine shared with other
+        busy processes (see README, "Speed").
     """
-    return ElmoComponent(nlp.vocab, model, name, source=source, set_vector_hooks=set_vector_hooks)
+    return ElmoComponent(nlp.vocab, model, name, source=source, set_vector_hooks=set_vector_hooks, threads=threads)
 
 
 class ElmoComponent(Tok2Vec):
@@ -87,8 +95,13 @@ class ElmoComponent(Tok2Vec):
         *,
         source: Union[str, List[str]] = "small",
         set_vector_hooks: bool = True,
+        threads: int = 0,
     ) -> None:
+        from . import architectures  # noqa: F401  (the component's layers)
+        from .bilm.threads import check_threads
+
         super().__init__(vocab, model, name)
+        self.threads = check_threads(threads)
         if not source or not isinstance(source, (str, list, tuple)):
             raise ValueError(Errors.E047.format(what="source", value=source, why="give a folder, [options, weights] paths or a published name"))
         self.source = source
@@ -97,6 +110,8 @@ class ElmoComponent(Tok2Vec):
     @property
     def elmo_model(self) -> Model:
         """The ElmoTok2Vec node of this component's model."""
+        from .architectures import find_elmo
+
         return find_elmo(self.model)
 
     @property
@@ -106,6 +121,9 @@ class ElmoComponent(Tok2Vec):
 
     @property
     def is_loaded(self) -> bool:
+        from .bilm import BiLM
+        from .layers.bilm_wrapper import get_torch_bilm
+
         return isinstance(get_torch_bilm(self.bilm_layer), BiLM)
 
     def initialize(
@@ -113,13 +131,16 @@ class ElmoComponent(Tok2Vec):
         get_examples: Optional[Callable[[], Iterable]] = None,
         *,
         nlp: Optional[Language] = None,
-        loader: Optional[Callable[[], BiLM]] = None,
+        loader: Optional[Callable[[], Any]] = None,
     ) -> None:
         """Read the biLM weights (from ``loader``, else from ``source``) and initialize the mix.
 
         loader: a ``registry.model_loaders`` function of no arguments returning a
             :class:`~spacy_elmo.bilm.BiLM`, e.g. ``spacy-elmo.BilmTfLoader.v1``.
         """
+        from .architectures import attach_bilm
+        from .loaders import bilm_tf_loader_v1
+
         if loader is None:
             loader = bilm_tf_loader_v1(self.source)
         bilm = loader()
@@ -140,13 +161,22 @@ class ElmoComponent(Tok2Vec):
                     raise ValueError(Errors.E048.format(name=self.name, listener=component, expected=expected, width=width))
 
     def predict(self, docs: Iterable[Doc]) -> List[Floats2d]:
+        from .bilm.threads import torch_threads
+
         docs = list(docs)
         if not self.is_loaded:
             raise ValueError(Errors.E040.format(name=self.name))
         if not any(len(doc) for doc in docs):
             width = self.model.get_dim("nO")
             return [self.model.ops.alloc2f(0, width) for _ in docs]
-        return self.model.predict(docs)
+        with torch_threads(self.threads):
+            return self.model.predict(docs)
+
+    def update(self, examples, *, drop: float = 0.0, sgd=None, losses=None):
+        from .bilm.threads import torch_threads
+
+        with torch_threads(self.threads):
+            return super().update(examples, drop=drop, sgd=sgd, losses=losses)
 
     def set_annotations(self, docs: Sequence[Doc], tokvecses: Sequence[Floats2d]) -> None:
         hooks = self.set_vector_hooks
@@ -158,6 +188,8 @@ class ElmoComponent(Tok2Vec):
 
     def finish_update(self, sgd) -> None:
         """Thinc's ``Model.finish_update``, with the biLM's own learning-rate scale."""
+        from .layers.bilm_wrapper import LRScaledOptimizer
+
         bilm_layer = self.bilm_layer
         bilm_wrapper = bilm_layer.layers[0]
         scaled = LRScaledOptimizer(sgd, bilm_layer.attrs["lr_scale"])
@@ -171,11 +203,15 @@ class ElmoComponent(Tok2Vec):
                     node.set_param(name, param)
 
     def from_bytes(self, bytes_data, *, exclude=tuple()):
+        from .layers.bilm_wrapper import set_trainable
+
         super().from_bytes(bytes_data, exclude=exclude)
         set_trainable(self.bilm_layer)
         return self
 
     def from_disk(self, path, *, exclude=tuple()):
+        from .layers.bilm_wrapper import set_trainable
+
         super().from_disk(path, exclude=exclude)
         set_trainable(self.bilm_layer)
         return self

@@ -28,7 +28,7 @@ def test_factory_metadata():
     meta = nlp.get_factory_meta("elmo")
     assert meta.assigns == ["doc.tensor"]
     assert meta.default_config["source"] == "small"
-    assert meta.default_config["model"]["@architectures"] == "spacy-elmo.ElmoTok2Vec.v1"
+    assert meta.default_config["model"]["@architectures"] == "spacy-elmo.ElmoTok2Vec.v2"
 
 
 def test_tensor_is_the_average_of_the_bilm_layers(elmo_nlp, reference_bilm):
@@ -277,3 +277,29 @@ def test_listener_width_is_checked(reference_source):
     nlp.add_pipe("tagger", config={"model": tagger_model})
     with pytest.raises(ValueError, match="expects width 64, but 'elmo' produces 32"):
         nlp.initialize(lambda: [spacy.training.Example.from_dict(nlp.make_doc("a b"), {"tags": ["X", "Y"]})])
+
+
+def test_threads_setting_is_applied_and_restored(reference_source, monkeypatch):
+    import torch
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"source": reference_source, "threads": 1})
+    nlp.initialize()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    calls = []
+    original = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), original(n))[1])
+    try:
+        doc = nlp("The cat sat .")
+        assert calls == [1, 2] and torch.get_num_threads() == 2
+        assert doc.tensor.shape == (4, 32)
+    finally:
+        original(before)
+
+
+@pytest.mark.parametrize("threads", [-1, 1.5, "2"])
+def test_bad_threads_value_is_a_clear_error(reference_source, threads):
+    nlp = spacy.blank("en")
+    with pytest.raises(Exception, match="threads"):
+        nlp.add_pipe("elmo", config={"source": reference_source, "threads": threads})

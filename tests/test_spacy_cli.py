@@ -20,7 +20,7 @@ factory = "elmo"
 source = {source}
 
 [components.elmo.model]
-@architectures = "spacy-elmo.ElmoTok2Vec.v1"
+@architectures = "spacy-elmo.ElmoTok2Vec.v2"
 width = 32
 mix = "scalar"
 

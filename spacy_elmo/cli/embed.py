@@ -136,15 +136,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
     parser.add_argument("--format", choices=("txt", "jsonl"), default=None, help="input format; default from the suffix (.jsonl -> jsonl)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
+    parser.add_argument("--token-cache-mb", type=float, default=256,
+                        help="MiB of token vectors kept across batches (exact; 0 turns the cache off; default 256)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice, one per core)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError(Errors.E034.format(value=args.batch_size))
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be a positive number of threads, got {args.threads}.")
+        torch.set_num_threads(args.threads)
     sentences = read_sentences(args.input, args.format)
     model = load_bilm(args.options, args.weights).to(args.device)
+    cache = model.set_token_cache(args.token_cache_mb)
     embed_sentences(model, sentences, args.output, mode=args.mode, batch_size=args.batch_size, progress=not args.quiet)
     if not args.quiet:
-        print(f"Wrote {len(sentences)} sentences ({args.mode}) to {args.output}", file=sys.stderr)
+        hits = f", token cache hit rate {cache.hit_rate:.1%} of {cache.hits + cache.misses:,} token types" if cache else ""
+        print(f"Wrote {len(sentences)} sentences ({args.mode}) to {args.output}{hits}", file=sys.stderr)
     return 0

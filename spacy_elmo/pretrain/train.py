@@ -27,6 +27,7 @@ import torch
 from thinc.api import Config
 
 from ..bilm import BiLM, BiLMConfig, save_bilm
+from ..bilm.threads import check_threads
 from .data import epoch_batches, held_out_batches, read_sentences, shard
 from .objective import BiLMLanguageModel
 from .vocab import WordVocab
@@ -151,6 +152,9 @@ def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bo
         vocab = WordVocab.build(train, max_size=vocab_cfg["max_size"], min_count=vocab_cfg["min_count"])
     if progress and dist.is_main:
         print(_corpus_summary(train, dev, vocab), file=sys.stderr, flush=True)
+    threads = check_threads(T.get("threads", 0), "training.threads")
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(T["seed"])
     random.seed(T["seed"])
     numpy.random.seed(T["seed"])

@@ -130,3 +130,22 @@ def test_module_entry_point_and_progress_bar(tmp_path, reference_options, refere
     assert proc.stdout == ""
     with h5py.File(out) as f:
         assert f["0"].shape == (7, 32)
+
+
+def test_token_cache_and_threads_give_the_same_file(tmp_path, reference_options, reference_weights, txt_input):
+    plain, cached = tmp_path / "plain.hdf5", tmp_path / "cached.hdf5"
+    assert _run(reference_options, reference_weights, txt_input, plain, "--token-cache-mb", "0", "--batch-size", "2") == 0
+    threads = torch.get_num_threads()
+    try:
+        assert _run(reference_options, reference_weights, txt_input, cached, "--token-cache-mb", "8", "--batch-size", "2", "--threads", "1") == 0
+    finally:
+        torch.set_num_threads(threads)
+    with h5py.File(plain, "r") as a, h5py.File(cached, "r") as b:
+        for key in a:
+            assert np.array_equal(a[key][...], b[key][...])
+
+
+@pytest.mark.parametrize("flags, message", [(["--token-cache-mb", "-1"], "token_cache_mb"), (["--threads", "0"], "--threads")])
+def test_bad_cache_and_thread_values(tmp_path, reference_options, reference_weights, txt_input, capsys, flags, message):
+    assert _run(reference_options, reference_weights, txt_input, tmp_path / "o.hdf5", *flags) == 1
+    assert message in capsys.readouterr().err

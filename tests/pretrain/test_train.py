@@ -139,6 +139,8 @@ def test_bad_config_values_are_clear_errors(tmp_path, grammar_text, capsys):
     assert "has no [corpus] section" in capsys.readouterr().err
     assert main(base + ["--paths.train", str(grammar_text / "train.txt"), "--training.batch_tokens", "0"]) == 1
     assert "training.batch_tokens must be a positive integer" in capsys.readouterr().err
+    assert main(base + ["--paths.train", str(grammar_text / "train.txt"), "--training.threads", "-2"]) == 1
+    assert "Invalid training.threads -2" in capsys.readouterr().err
 
 
 def test_plot_metrics(tmp_path):
