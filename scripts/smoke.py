@@ -1,4 +1,4 @@
-"""Run the project's ``all`` workflow with tiny variables in ``smoke/``, in minutes.
+"""Run the project's ``all`` workflow, then the ``learning-curve`` step of ``curve``, with tiny variables in ``smoke/``, in minutes.
 
     python scripts/smoke.py [PROJECT_DIR]
 
@@ -23,6 +23,8 @@ TINY_VARS = {
     "train_steps": 40,
     "eval_frequency": 20,
     "limit": 300,
+    "curve_sizes": "50,100",
+    "curve_steps": 20,
 }
 
 
@@ -37,11 +39,14 @@ def main(argv=None) -> None:
             if link.exists():
                 sys.exit(f"{link} exists and is not a link: remove it and rerun.")
             os.symlink(project / name, link)
-    command = [sys.executable, "-m", "spacy", "project", "run", "all", str(smoke)]
-    for key, value in TINY_VARS.items():
-        command += [f"--vars.{key}", str(value)]
-    print(" ".join(command), flush=True)
-    sys.exit(subprocess.call(command))
+    for target in ("all", "learning-curve"):
+        command = [sys.executable, "-m", "spacy", "project", "run", target, str(smoke)]
+        for key, value in TINY_VARS.items():
+            command += [f"--vars.{key}", str(value)]
+        print(" ".join(command), flush=True)
+        code = subprocess.call(command)
+        if code:
+            sys.exit(code)
 
 
 if __name__ == "__main__":

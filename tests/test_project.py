@@ -78,7 +78,7 @@ def test_smoke_runs_every_step_offline_with_sane_metrics(project):
 
     resolved = load_project_config(smoke, overrides={f"vars.{k}": v for k, v in TINY_VARS.items()})
     commands = {c["name"]: c for c in resolved["commands"]}
-    for name in config["workflows"]["all"]:
+    for name in config["workflows"]["all"] + ["learning-curve"]:
         for output in commands[name].get("outputs", []):
             assert (smoke / output).exists(), f"{name} did not write {output}"
     lock = srsly.read_yaml(smoke / "project.lock")
@@ -99,6 +99,15 @@ def test_smoke_runs_every_step_offline_with_sane_metrics(project):
     table = (smoke / "metrics/compare.md").read_text().splitlines()
     assert table[0].startswith("| pipeline | TAG | UAS | LAS") and len(table) == 5
     assert (smoke / "metrics/compare.png").stat().st_size > 10_000
+    # the learning curve: both twins at both sizes, a table with one row per size, a chart
+    curve = json.loads((smoke / "metrics/curve/curve.json").read_text())
+    assert [row["size"] for row in curve] == [50, 100]
+    assert all(row["sentences"] >= row["size"] for row in curve)
+    for row in curve:
+        for twin in ("baseline", "ELMo"):
+            assert all(0.0 <= row[twin][key] <= 1.0 for key in ("tag_acc", "dep_las", "ents_f"))
+    assert len((smoke / "metrics/curve/curve.md").read_text().splitlines()) == 4
+    assert (smoke / "metrics/curve/curve.png").stat().st_size > 10_000
     # the package carries the biLM weights itself
     sdist = smoke / "packages/en_elmo_ewt_smoke-0.1.0/dist/en_elmo_ewt_smoke-0.1.0.tar.gz"
     with tarfile.open(sdist) as tar:
