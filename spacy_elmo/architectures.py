@@ -86,10 +86,11 @@ def elmo_tok2vec_v2(
     cache_mb: float = 1024,
     cache_float16: bool = False,
     token_cache_mb: float = 256,
+    precision: str = "fp32",
     mixed_precision: bool = False,
     grad_scaler_config: Dict[str, Any] = {},
 ) -> Model[InT, OutT]:
-    """``spacy-elmo.ElmoTok2Vec.v1`` with the paper's regularisers and the token cache.
+    """``spacy-elmo.ElmoTok2Vec.v1`` with the paper's regularisers, the token cache and a precision.
 
     dropout: dropout rate on the mixed ELMo vectors in training (the paper: 0.5),
         its own rate, not ``[training] dropout``.
@@ -97,17 +98,19 @@ def elmo_tok2vec_v2(
         (the paper's lambda; 0 turns it off).
     token_cache_mb: MiB of context-independent token vectors kept across
         batches, docs and calls at prediction (exact; 0 turns it off).
+    precision: ``"fp32"`` (the exact path, default) or ``"bf16"`` (weight
+        matrices in bfloat16: half the weights' memory; frozen biLM only).
     Other arguments: see ``spacy-elmo.ElmoTok2Vec.v1``.
     """
     return _elmo_tok2vec(
         width, mix, project, get_spans, max_batch_items, fine_tune, lr_scale, cache_mb, cache_float16, mixed_precision, grad_scaler_config,
-        dropout=dropout, mix_l2=mix_l2, token_cache_mb=token_cache_mb,
+        dropout=dropout, mix_l2=mix_l2, token_cache_mb=token_cache_mb, precision=precision,
     )
 
 
 def _elmo_tok2vec(
     width, mix, project, get_spans, max_batch_items, fine_tune, lr_scale, cache_mb, cache_float16, mixed_precision, grad_scaler_config,
-    *, dropout: Optional[float] = None, mix_l2: float = 0.0, token_cache_mb: float = 256,
+    *, dropout: Optional[float] = None, mix_l2: float = 0.0, token_cache_mb: float = 256, precision: str = "fp32",
 ) -> Model[InT, OutT]:
     # dropout None: the v1 layout (no dropout node), so v1 pipelines keep loading.
     if mix not in MIXES:
@@ -124,6 +127,7 @@ def _elmo_tok2vec(
         cache_mb=cache_mb,
         cache_float16=cache_float16,
         token_cache_mb=token_cache_mb,
+        precision=precision,
     )
     layer_mix = LayerMix(mix, l2=mix_l2)
     spans_model = with_spans(get_spans or sent_or_window_spans_v1(), chain(bilm, layer_mix), max_batch_items)

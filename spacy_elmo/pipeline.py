@@ -38,6 +38,7 @@ lr_scale = 0.1
 cache_mb = 1024
 cache_float16 = false
 token_cache_mb = 256
+precision = "fp32"
 mixed_precision = false
 grad_scaler_config = {}
 

@@ -101,3 +101,33 @@ def test_no_token_cache_while_the_char_cnn_is_fine_tuned(reference_source):
     assert token_cache_of(nlp.get_pipe("elmo").bilm_layer) is None
     nlp, _ = _component_tensors(reference_source, TEXTS, fine_tune="top")
     assert token_cache_of(nlp.get_pipe("elmo").bilm_layer) is not None
+
+
+def test_component_in_bf16_matches_the_raw_bf16_bilm(reference_source, reference_bilm):
+    import copy
+
+    import torch
+
+    from spacy_elmo.bilm import batch_to_ids
+
+    texts = ["The cat sat on the mat .", "A dog barked ."]
+    nlp, tensors = _component_tensors(reference_source, texts, precision="bf16", mix="average")
+    fast = copy.deepcopy(reference_bilm).set_precision("bf16")
+    for text, tensor in zip(texts, tensors):
+        with torch.no_grad():
+            expected = fast(batch_to_ids([text.split()])).layers[:, 0].mean(0).numpy()
+        np.testing.assert_allclose(tensor, expected, atol=2e-6, rtol=1e-5)
+
+
+def test_bf16_with_fine_tuning_is_a_clear_error(reference_source):
+    with pytest.raises(ValueError, match="precision.*fine_tune"):
+        _nlp(reference_source, precision="bf16", fine_tune="top")
+
+
+def test_bf16_pipeline_saves_and_loads(reference_source, tmp_path):
+    texts = ["The cat sat on the mat .", "A dog barked ."]
+    nlp, tensors = _component_tensors(reference_source, texts, precision="bf16")
+    nlp.to_disk(tmp_path / "pipeline")
+    loaded = spacy.load(tmp_path / "pipeline")
+    for doc, tensor in zip(loaded.pipe(texts), tensors):
+        np.testing.assert_array_equal(doc.tensor, tensor)

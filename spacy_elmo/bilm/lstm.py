@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .config import BiLMConfig
+from .precision import baddbmm, bmm
 from ..errors import Errors
 
 
@@ -72,7 +73,7 @@ class BiLSTMLayer(nn.Module):
         One batched matrix product for the whole layer; biases are added per step.
         """
         two, seq, batch, dim = x.shape
-        return torch.bmm(x.reshape(two, seq * batch, dim), self.w_input).view(two, seq, batch, -1)
+        return bmm(x.reshape(two, seq * batch, dim), self.w_input).view(two, seq, batch, -1)
 
     def gate_bias(self) -> Tensor:
         """``(2, 1, 4 * lstm_dim)``: the stored bias plus TensorFlow's forget bias."""
@@ -173,7 +174,7 @@ class StackedBiLSTM(nn.Module):
             n = live[t]
             if n == 0:
                 break
-            gates = torch.baddbmm(bias, h[:, :n], w_hidden)  # (2, n, 4C)
+            gates = baddbmm(bias, h[:, :n], w_hidden)  # (2, n, 4C)
             gates += xp[:, t] if n == batch else xp[:, t, :n]
             h_new, c_new = self._cell(gates, c[:, :n], layer)
             out[:, t, :n] = h_new
@@ -200,7 +201,7 @@ class StackedBiLSTM(nn.Module):
         device = x.device
         index = torch.cat([torch.arange(n, device=device) + t * batch for t, n in enumerate(counts)])
         x_packed = x.reshape(2, seq * batch, in_dim).index_select(1, index)
-        xp_steps = torch.bmm(x_packed, layer.w_input).split(counts, dim=1)  # (2, n_t, 4C) each
+        xp_steps = bmm(x_packed, layer.w_input).split(counts, dim=1)  # (2, n_t, 4C) each
         bias = layer.gate_bias()
         h, c = h0, c0
         finished_h: List[Tensor] = []
@@ -212,7 +213,7 @@ class StackedBiLSTM(nn.Module):
                 finished_h.append(h[:, n:])
                 finished_c.append(c[:, n:])
                 h, c = h[:, :n], c[:, :n]
-            gates = torch.baddbmm(bias, h, layer.w_hidden) + xp_steps[t]
+            gates = baddbmm(bias, h, layer.w_hidden) + xp_steps[t]
             h, c = self._cell(gates, c, layer)
             steps.append(h)
             n_prev = n
@@ -233,7 +234,7 @@ class StackedBiLSTM(nn.Module):
         c_new = torch.addcmul(ij, fo[..., :C], c)
         if cfg.cell_clip is not None:
             c_new = c_new.clamp(-cfg.cell_clip, cfg.cell_clip)
-        h_new = torch.bmm(fo[..., C:] * torch.tanh(c_new), layer.w_proj)  # (2, n, P)
+        h_new = bmm(fo[..., C:] * torch.tanh(c_new), layer.w_proj)  # (2, n, P)
         if cfg.proj_clip is not None:
             h_new = h_new.clamp(-cfg.proj_clip, cfg.proj_clip)
         return h_new, c_new

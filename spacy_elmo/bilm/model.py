@@ -14,6 +14,7 @@ from ..errors import Errors
 from .chars import sentence_boundary_ids
 from .config import BiLMConfig
 from .lstm import LSTMState, StackedBiLSTM
+from .precision import apply_precision, precision_of
 from .token_cache import TokenCache
 from .token_encoder import TokenEncoder
 
@@ -54,6 +55,21 @@ class BiLM(nn.Module):
             raise ValueError(Errors.E024.format(value=max_mb))
         self.token_cache = TokenCache(int(max_mb * 2**20)) if max_mb > 0 else None
         return self.token_cache
+
+    @property
+    def precision(self) -> str:
+        """``"fp32"`` (exact) or ``"bf16"`` (weight matrices in bfloat16): see :mod:`.precision`."""
+        return precision_of(self)
+
+    def set_precision(self, precision: str) -> "BiLM":
+        """Store the weight matrices in ``precision`` (in place; for inference). ``"bf16"``
+        halves the weights' memory; going back to ``"fp32"`` does not restore the
+        dropped bits: keep an fp32 copy (or reload) for the exact path."""
+        if precision != self.precision:
+            apply_precision(self, precision)
+            if self.token_cache is not None:
+                self.token_cache.clear()
+        return self
 
     def _apply(self, fn, *args, **kwargs):  # .to(), .half(), .cuda(): cached vectors are stale
         if getattr(self, "token_cache", None) is not None:

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from .chars import N_RAW_CHARS
 from .config import BiLMConfig
+from .precision import addmm, mm
 
 # Tokens per block of the character convolutions on CPU (cache-sized work).
 CPU_BLOCK = 64
@@ -41,8 +42,8 @@ class Highway(nn.Module):
         nn.init.xavier_uniform_(self.w_transform)
 
     def forward(self, x: Tensor) -> Tensor:
-        gate = torch.sigmoid(torch.addmm(self.b_carry, x, self.w_carry))
-        transform = torch.relu(torch.addmm(self.b_transform, x, self.w_transform))
+        gate = torch.sigmoid(addmm(self.b_carry, x, self.w_carry))
+        transform = torch.relu(addmm(self.b_transform, x, self.w_transform))
         return gate * transform + (1.0 - gate) * x
 
 
@@ -89,7 +90,7 @@ class TokenEncoder(nn.Module):
         for highway in self.highways:
             x = highway(x)
         if self.has_projection:
-            x = torch.addmm(self.b_proj, x, self.w_proj)
+            x = addmm(self.b_proj, x, self.w_proj)
         return x.reshape(*lead, x.shape[-1])
 
     def _forward_invariant(self, flat: Tensor) -> Tensor:
@@ -105,7 +106,7 @@ class TokenEncoder(nn.Module):
             for highway in self.highways:
                 x = highway(x)
             if self.has_projection:
-                x = torch.addmm(self.b_proj, x, self.w_proj)
+                x = addmm(self.b_proj, x, self.w_proj)
             out.append(x)
         return torch.cat(out)[:n] if len(out) > 1 else out[0][:n]
 
@@ -124,7 +125,7 @@ class TokenEncoder(nn.Module):
             positions = max_chars - width + 1
             # (n, positions, dim, width): window features in Conv1d's weight order
             windows = embedded.unfold(1, width, 1).reshape(n * positions, dim * width)
-            y = torch.mm(windows, conv.weight.reshape(n_out, dim * width).t())
+            y = mm(windows, conv.weight.reshape(n_out, dim * width).t())
             # max(y + b) == max(y) + b exactly (rounding is monotone): add b after pooling
             pooled.append(self._activation(y.view(n, positions, n_out).amax(dim=1) + conv.bias))
         return torch.cat(pooled, dim=-1)

@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from ..bilm import BiLM, batch_to_ids, load_bilm
+from ..bilm.precision import check_precision
 from ..errors import Errors
 
 MODES = ("all", "top", "average")
@@ -138,6 +139,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
     parser.add_argument("--token-cache-mb", type=float, default=256,
                         help="MiB of token vectors kept across batches (exact; 0 turns the cache off; default 256)")
+    parser.add_argument("--precision", default="fp32", help="fp32 (exact, default) or bf16 (weights in bfloat16: half the memory)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice, one per core)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -151,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--threads must be a positive number of threads, got {args.threads}.")
         torch.set_num_threads(args.threads)
     sentences = read_sentences(args.input, args.format)
-    model = load_bilm(args.options, args.weights).to(args.device)
+    check_precision(args.precision)
+    model = load_bilm(args.options, args.weights).to(args.device).set_precision(args.precision)
     cache = model.set_token_cache(args.token_cache_mb)
     embed_sentences(model, sentences, args.output, mode=args.mode, batch_size=args.batch_size, progress=not args.quiet)
     if not args.quiet:

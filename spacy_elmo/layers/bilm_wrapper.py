@@ -31,6 +31,7 @@ from thinc.api import (
 from thinc.types import Floats3d
 
 from ..bilm import BiLM, BiLMConfig, batch_to_ids
+from ..bilm.precision import check_precision
 from ..errors import Errors
 from .feature_cache import FeatureCache
 
@@ -72,6 +73,7 @@ def ElmoBiLM(
     cache_mb: float = 1024,
     cache_float16: bool = False,
     token_cache_mb: float = 256,
+    precision: str = "fp32",
 ) -> Model[InT, OutT]:
     """dims: ``nL`` (layers out: n_layers + 1) and ``nO`` (2 * projection_dim), set by :func:`set_bilm`.
 
@@ -83,6 +85,9 @@ def ElmoBiLM(
     token_cache_mb: bound of the exact cache of context-independent token
         vectors kept across batches and calls at prediction (0 turns it off;
         unused while the char CNN is fine-tuned); see ``bilm/token_cache.py``.
+    precision: ``"fp32"`` (exact, the default) or ``"bf16"`` (weight matrices in
+        bfloat16: half the memory, faster products; frozen biLM only); see
+        ``bilm/precision.py``.
     """
     if fine_tune not in FINE_TUNE:
         raise ValueError(Errors.E047.format(what="fine_tune", value=fine_tune, why=f"use one of {', '.join(FINE_TUNE)}"))
@@ -92,6 +97,9 @@ def ElmoBiLM(
         raise ValueError(Errors.E047.format(what="cache_mb", value=cache_mb, why="it must be >= 0 (0 turns the cache off)"))
     if isinstance(token_cache_mb, bool) or not isinstance(token_cache_mb, (int, float)) or not token_cache_mb >= 0:
         raise ValueError(Errors.E047.format(what="token_cache_mb", value=token_cache_mb, why="it must be a number of MiB >= 0 (0 turns the cache off)"))
+    check_precision(precision)
+    if precision != "fp32" and fine_tune != "none":
+        raise ValueError(Errors.E047.format(what="precision", value=precision, why=f'a {precision} biLM is for inference: use fine_tune = "none", or precision = "fp32" to fine-tune'))
     grad_scaler_config = dict(grad_scaler_config or {})
     if mixed_precision and "enabled" not in grad_scaler_config:
         grad_scaler_config["enabled"] = True
@@ -114,13 +122,14 @@ def ElmoBiLM(
             "lr_scale": lr_scale,
             "feature_cache": FeatureCache(int(cache_mb * 2**20), cache_float16),
             "token_cache_mb": float(token_cache_mb),
+            "precision": precision,
         },
     )
 
 
 def forward(model: Model[InT, OutT], X: InT, is_train: bool) -> Tuple[OutT, Callable]:
     wrapper = model.layers[0]
-    sync_token_cache(model)
+    sync_bilm(model)
     if is_train and model.attrs["fine_tune"] != "none":
         return wrapper(X, is_train=True)
     if not is_train:
@@ -141,12 +150,14 @@ def _no_backprop(dY: OutT) -> InT:
     return []
 
 
-def sync_token_cache(model: Model) -> None:
-    """Give the biLM its token cache (``token_cache_mb``), or take it away
-    while the char CNN is fine-tuned (its vectors change with every update)."""
+def sync_bilm(model: Model) -> None:
+    """Bring the biLM in line with the layer's settings: its ``precision``, and
+    its token cache (``token_cache_mb``), taken away while the char CNN is
+    fine-tuned (its vectors change with every update)."""
     bilm = get_torch_bilm(model)
     if not isinstance(bilm, BiLM):
         return
+    bilm.set_precision(model.attrs.get("precision", "fp32"))
     size = model.attrs.get("token_cache_mb", 0.0) if model.attrs["fine_tune"] != "all" else 0.0
     cache = bilm.token_cache
     if size and (cache is None or cache.max_bytes != int(size * 2**20)):
@@ -190,7 +201,7 @@ def set_trainable(model: Model, fine_tune: Optional[str] = None) -> None:
     elif mode == "top":
         bilm.lstm.layers[-1].requires_grad_(True)
     model.attrs["feature_cache"].clear()
-    sync_token_cache(model)
+    sync_bilm(model)
 
 
 class LRScaledOptimizer:

@@ -149,3 +149,14 @@ def test_token_cache_and_threads_give_the_same_file(tmp_path, reference_options,
 def test_bad_cache_and_thread_values(tmp_path, reference_options, reference_weights, txt_input, capsys, flags, message):
     assert _run(reference_options, reference_weights, txt_input, tmp_path / "o.hdf5", *flags) == 1
     assert message in capsys.readouterr().err
+
+
+def test_precision_flag(tmp_path, reference_options, reference_weights, txt_input, capsys):
+    exact, fast = tmp_path / "exact.hdf5", tmp_path / "fast.hdf5"
+    assert _run(reference_options, reference_weights, txt_input, exact) == 0
+    assert _run(reference_options, reference_weights, txt_input, fast, "--precision", "bf16") == 0
+    with h5py.File(exact, "r") as a, h5py.File(fast, "r") as b:
+        for key in a:
+            np.testing.assert_allclose(a[key][...], b[key][...], atol=0.05)
+    assert _run(reference_options, reference_weights, txt_input, tmp_path / "x.hdf5", "--precision", "int8") == 1
+    assert "Invalid precision 'int8'" in capsys.readouterr().err
