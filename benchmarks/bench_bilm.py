@@ -69,11 +69,26 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="plain text to take sentences from")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--gemm", action="store_true", help="also print this machine's fp32/bf16 matmul rate (2048x2048, best of 5)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.gemm:
+        from spacy_elmo.bilm.precision import bf16_is_fast
+
+        for dtype in (torch.float32, torch.bfloat16):
+            # emulated bf16 (no AVX512-BF16/AMX) is ~100x slower: measure it on a small matrix
+            n = 2048 if dtype == torch.float32 or bf16_is_fast(torch.device(args.device)) else 256
+            a = torch.randn(n, n, device=args.device).to(dtype)
+            best = float("inf")
+            for _ in range(6):
+                start = time.perf_counter()
+                a @ a
+                best = min(best, time.perf_counter() - start)
+            print(f"GEMM {n}x{n} {str(dtype).split('.')[-1]:9s} {2 * n ** 3 / best / 1e9:7.1f} GFLOP/s")
     torch.manual_seed(0)
-    model = BiLM(make_config(args.model)).eval().to(args.device)
+    model = BiLM(make_config(args.model)).eval().to(args.device).set_precision(args.precision)
     if args.text.is_file():
         sentences = read_sentences(args.text, args.sentences)
         print(f"{len(sentences)} sentences from {args.text.name}")
@@ -96,7 +111,7 @@ def main() -> None:
                 torch.cuda.synchronize()
             elapsed = time.perf_counter() - start
             print(f"{args.model:8s} {label:14s} {n_tokens / elapsed:10.0f} tokens/s "
-                  f"({n_tokens} tokens, batch {args.batch_size}, {torch.get_num_threads()} threads, {args.device})")
+                  f"({n_tokens} tokens, batch {args.batch_size}, {torch.get_num_threads()} threads, {args.device}, {args.precision})")
 
 
 if __name__ == "__main__":

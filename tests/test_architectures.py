@@ -103,7 +103,13 @@ def test_no_token_cache_while_the_char_cnn_is_fine_tuned(reference_source):
     assert token_cache_of(nlp.get_pipe("elmo").bilm_layer) is not None
 
 
-def test_component_in_bf16_matches_the_raw_bf16_bilm(reference_source, reference_bilm):
+@pytest.fixture
+def native_bf16(monkeypatch):
+    """Run the bf16 path even on a CPU without native bf16 products (slow, but the numbers are the same)."""
+    monkeypatch.setattr("spacy_elmo.bilm.precision.bf16_is_fast", lambda device: True)
+
+
+def test_component_in_bf16_matches_the_raw_bf16_bilm(reference_source, reference_bilm, native_bf16):
     import copy
 
     import torch
@@ -124,7 +130,15 @@ def test_bf16_with_fine_tuning_is_a_clear_error(reference_source):
         _nlp(reference_source, precision="bf16", fine_tune="top")
 
 
-def test_bf16_pipeline_saves_and_loads(reference_source, tmp_path):
+def test_bf16_on_a_cpu_without_native_bf16_is_a_clear_error_at_initialize(reference_source, monkeypatch):
+    monkeypatch.setattr("spacy_elmo.bilm.precision.bf16_is_fast", lambda device: False)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"source": reference_source, "model": {"precision": "bf16"}})
+    with pytest.raises(ValueError, match="needs native bfloat16"):
+        nlp.initialize()
+
+
+def test_bf16_pipeline_saves_and_loads(reference_source, tmp_path, native_bf16):
     texts = ["The cat sat on the mat .", "A dog barked ."]
     nlp, tensors = _component_tensors(reference_source, texts, precision="bf16")
     nlp.to_disk(tmp_path / "pipeline")

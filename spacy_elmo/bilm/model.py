@@ -14,7 +14,8 @@ from ..errors import Errors
 from .chars import sentence_boundary_ids
 from .config import BiLMConfig
 from .lstm import LSTMState, StackedBiLSTM
-from .precision import apply_precision, precision_of
+from .precision import apply_precision, check_precision, precision_of
+from .precision import check_device as check_precision_device
 from .token_cache import TokenCache
 from .token_encoder import TokenEncoder
 
@@ -61,11 +62,16 @@ class BiLM(nn.Module):
         """``"fp32"`` (exact) or ``"bf16"`` (weight matrices in bfloat16): see :mod:`.precision`."""
         return precision_of(self)
 
-    def set_precision(self, precision: str) -> "BiLM":
+    def set_precision(self, precision: str, *, check_device: bool = True) -> "BiLM":
         """Store the weight matrices in ``precision`` (in place; for inference). ``"bf16"``
         halves the weights' memory; going back to ``"fp32"`` does not restore the
-        dropped bits: keep an fp32 copy (or reload) for the exact path."""
+        dropped bits: keep an fp32 copy (or reload) for the exact path.
+        ``check_device``: refuse bf16 on a device without native bf16 products
+        (where it would be far slower than fp32)."""
         if precision != self.precision:
+            if check_device:
+                device = next(self.parameters()).device
+                check_precision_device(check_precision(precision), device)
             apply_precision(self, precision)
             if self.token_cache is not None:
                 self.token_cache.clear()

@@ -30,6 +30,31 @@ def check_precision(value: object) -> str:
     return value  # type: ignore[return-value]
 
 
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively: CUDA GPUs with
+    bf16 support, CPUs with AVX512-BF16 or AMX (oneDNN). Elsewhere a bf16 product
+    is emulated and was measured ~50-100x *slower* than fp32 (AVX2 CPU here)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def check_device(precision: str, device: torch.device) -> None:
+    """A clear error for a precision this device cannot run fast."""
+    if precision == "bf16" and not bf16_is_fast(device):
+        what = "GPU" if device.type == "cuda" else f"device ({device})" if device.type != "cpu" else "CPU"
+        raise ValueError(
+            f"precision 'bf16' needs native bfloat16 matrix products, which this {what} lacks "
+            f"(CPUs: AVX512-BF16 or AMX; torch reports {torch.backends.cpu.get_cpu_capability()}); "
+            "emulated, it runs many times slower than fp32. Use precision = 'fp32'."
+        )
+
+
 def mm(x: Tensor, w: Tensor) -> Tensor:
     return torch.mm(x, w) if x.dtype == w.dtype else torch.mm(x.to(w.dtype), w).float()
 

@@ -24,7 +24,7 @@ def _weight_bytes(module):
 
 def test_bf16_stays_close_to_fp32_and_halves_the_weights(reference_bilm, sentences):
     exact = _layers(reference_bilm, sentences)
-    fast = copy.deepcopy(reference_bilm).set_precision("bf16")
+    fast = copy.deepcopy(reference_bilm).set_precision("bf16", check_device=False)
     assert fast.precision == "bf16" and reference_bilm.precision == "fp32"
     got = _layers(fast, sentences)
     assert got.dtype == torch.float32
@@ -43,7 +43,7 @@ def test_default_is_the_exact_path(reference_bilm, sentences):
 
 
 def test_token_cache_is_exact_in_bf16_too(reference_bilm, sentences):
-    fast = copy.deepcopy(reference_bilm).set_precision("bf16")
+    fast = copy.deepcopy(reference_bilm).set_precision("bf16", check_device=False)
     plain = _layers(fast, sentences[:5])
     fast.set_token_cache(4)
     for _ in range(2):
@@ -55,8 +55,17 @@ def test_changing_precision_empties_the_token_cache(reference_bilm, sentences):
     cache = bilm.set_token_cache(4)
     _layers(bilm, sentences[:3])
     assert len(cache)
-    bilm.set_precision("bf16")
+    bilm.set_precision("bf16", check_device=False)
     assert len(cache) == 0
+
+
+def test_bf16_on_a_device_without_native_bf16_is_a_clear_error(reference_bilm):
+    from spacy_elmo.bilm.precision import bf16_is_fast
+
+    if bf16_is_fast(torch.device("cpu")):
+        pytest.skip("this CPU has native bf16 products")
+    with pytest.raises(ValueError, match="precision 'bf16' needs native bfloat16.*Use precision = 'fp32'"):
+        copy.deepcopy(reference_bilm).set_precision("bf16")
 
 
 @pytest.mark.parametrize("value", ["int8", "fp16", "FP32", None])

@@ -151,7 +151,8 @@ def test_bad_cache_and_thread_values(tmp_path, reference_options, reference_weig
     assert message in capsys.readouterr().err
 
 
-def test_precision_flag(tmp_path, reference_options, reference_weights, txt_input, capsys):
+def test_precision_flag(tmp_path, reference_options, reference_weights, txt_input, capsys, monkeypatch):
+    monkeypatch.setattr("spacy_elmo.bilm.precision.bf16_is_fast", lambda device: True)  # numbers, not speed
     exact, fast = tmp_path / "exact.hdf5", tmp_path / "fast.hdf5"
     assert _run(reference_options, reference_weights, txt_input, exact) == 0
     assert _run(reference_options, reference_weights, txt_input, fast, "--precision", "bf16") == 0
@@ -160,3 +161,6 @@ def test_precision_flag(tmp_path, reference_options, reference_weights, txt_inpu
             np.testing.assert_allclose(a[key][...], b[key][...], atol=0.05)
     assert _run(reference_options, reference_weights, txt_input, tmp_path / "x.hdf5", "--precision", "int8") == 1
     assert "Invalid precision 'int8'" in capsys.readouterr().err
+    monkeypatch.setattr("spacy_elmo.bilm.precision.bf16_is_fast", lambda device: False)
+    assert _run(reference_options, reference_weights, txt_input, tmp_path / "y.hdf5", "--precision", "bf16") == 1
+    assert "needs native bfloat16" in capsys.readouterr().err
