@@ -51,10 +51,10 @@ def ewt_sentences(path: Path, first: int = 1000, every: int = 2):
     return sentences[::every]
 
 
-def build(source: Path, cache_mb: float, threads: int, precision: str = "fp32"):
+def build(source: Path, cache_mb: float, threads: int, precision: str = "fp32", max_batch_items: int = 4096):
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo", config={"source": str(source), "threads": threads, "set_vector_hooks": False,
-                                 "model": {"token_cache_mb": cache_mb, "precision": precision}})
+                                 "model": {"token_cache_mb": cache_mb, "precision": precision, "max_batch_items": max_batch_items}})
     nlp.initialize()
     return nlp
 
@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="the component's threads setting (0: torch's default)")
     parser.add_argument("--cache-mb", type=float, default=256)
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--max-batch-items", type=int, default=4096, help="the model's max_batch_items (padded tokens per biLM batch)")
     args = parser.parse_args()
     if not EWT_DEV.exists():
         sys.exit(f"{EWT_DEV} not found (needs ../shared)")
@@ -100,10 +101,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp)
         save_bilm(BiLM(make_config(args.model)), source / "options.json", source / "weights.hdf5")
-        print(f"{args.model} ({args.precision}): {len(sentences)} EWT dev sentences, {n_tokens} tokens, threads {args.threads or torch.get_num_threads()}")
+        print(f"{args.model} ({args.precision}): {len(sentences)} EWT dev sentences, {n_tokens} tokens, "
+              f"threads {args.threads or torch.get_num_threads()}, max_batch_items {args.max_batch_items}")
         exact = None
         for cache_mb in (0, args.cache_mb):
-            nlp = build(source, cache_mb, args.threads, args.precision)
+            nlp = build(source, cache_mb, args.threads, args.precision, args.max_batch_items)
             first, tensors = timed_pass(nlp, sentences)
             second, again = timed_pass(nlp, sentences)
             if exact is None:

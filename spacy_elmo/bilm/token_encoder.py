@@ -22,7 +22,7 @@ CPU_BLOCK = 64
 # their neighbours or on how many tokens came in (BLAS picks its kernels by
 # shape), so a token's vector is bit for bit the same in any batch. This is
 # what lets the token cache (``token_cache.py``) be exact.
-INFERENCE_BLOCK = {"cpu": 32}
+INFERENCE_BLOCK = {"cpu": 64}
 DEFAULT_INFERENCE_BLOCK = 256
 
 
