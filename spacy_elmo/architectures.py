@@ -77,7 +77,7 @@ def elmo_tok2vec_v2(
     width: Optional[int] = None,
     mix: str = "scalar",
     project: bool = False,
-    dropout: float = 0.0,
+    dropout: float = 0.5,
     mix_l2: float = 0.0,
     get_spans: Optional[SpanGetter] = None,
     max_batch_items: int = 4096,
