@@ -307,10 +307,7 @@ def init_concat(model: Model[InT, OutT], X: Optional[InT] = None, Y: Optional[Ou
 
 
 def init_with_tok2vec(model: Model[InT, OutT], X: Optional[InT] = None, Y: Optional[OutT] = None) -> None:
-    elmo, tok2vec = model.get_ref("elmo"), model.get_ref("tok2vec")
-    elmo.initialize()
-    tok2vec.initialize(X=X)
-    n_in = elmo.get_dim("nO") + tok2vec.get_dim("nO")
+    n_in = sum(_init_parts(model, X))
     for node in model.get_ref("combine").walk():
         if node.name == "maxout":
             node.set_dim("nI", n_in, force=True)

@@ -90,7 +90,7 @@ class TokenCache:
         for key, value in zip((keys[i] for i in rows), values):
             size = value.numel() * value.element_size() + len(key) + ENTRY_OVERHEAD
             if size > self.max_bytes:
-                return
+                continue
             # clone: a row view would keep the whole batch's storage alive
             self._entries[key] = value.clone()
             self.nbytes += size

@@ -87,10 +87,7 @@ class TokenEncoder(nn.Module):
             x = self._convolve(flat)
         else:
             x = torch.cat([self._convolve(flat[i : i + block]) for i in range(0, flat.shape[0], block)])
-        for highway in self.highways:
-            x = highway(x)
-        if self.has_projection:
-            x = addmm(self.b_proj, x, self.w_proj)
+        x = self._highway_and_project(x)
         return x.reshape(*lead, x.shape[-1])
 
     def _forward_invariant(self, flat: Tensor) -> Tensor:
@@ -102,13 +99,14 @@ class TokenEncoder(nn.Module):
             flat = torch.cat([flat, flat.new_zeros(padded - n, flat.shape[1])])
         out = []
         for i in range(0, padded, block):
-            x = self._convolve(flat[i : i + block])
-            for highway in self.highways:
-                x = highway(x)
-            if self.has_projection:
-                x = addmm(self.b_proj, x, self.w_proj)
-            out.append(x)
+            out.append(self._highway_and_project(self._convolve(flat[i : i + block])))
         return torch.cat(out)[:n] if len(out) > 1 else out[0][:n]
+
+    def _highway_and_project(self, x: Tensor) -> Tensor:
+        """``(n, n_filters)`` -> ``(n, projection_dim)``."""
+        for highway in self.highways:
+            x = highway(x)
+        return addmm(self.b_proj, x, self.w_proj) if self.has_projection else x
 
     def _convolve(self, char_ids: Tensor) -> Tensor:
         """``(n, max_chars)`` -> ``(n, n_filters)``: each convolution max-pooled, then activated.
