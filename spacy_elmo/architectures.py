@@ -32,6 +32,7 @@ from .layers.bilm_wrapper import ElmoBiLM, set_bilm
 from .layers.feature_dropout import FeatureDropout
 from .layers.mix import MIXES, LayerMix, output_width, set_mix_dims
 from .layers.spans import SpanGetter, sent_or_window_spans_v1
+from .layers.task_mix import TaskMix
 from .layers.with_spans import with_spans
 
 InT = List[Doc]
@@ -313,6 +314,30 @@ def init_with_tok2vec(model: Model[InT, OutT], X: Optional[InT] = None, Y: Optio
             node.set_dim("nI", n_in, force=True)
     model.get_ref("combine").initialize()
     model.layers[0].set_dim("nO", n_in, force=True)
+
+
+def elmo_task_mix_v1(
+    tok2vec: Model[InT, OutT],
+    elmo_layers: int = 3,
+    tok2vec_width: int = 0,
+    mix: str = "scalar",
+    dropout: float = 0.5,
+    mix_l2: float = 0.0,
+) -> Model[InT, OutT]:
+    """One ELMo mix per downstream component: put it where the component's
+    ``tok2vec`` goes, around a ``spacy.Tok2VecListener.v1`` on an ``elmo``
+    component whose model is ``ElmoWithTok2Vec.v2`` with ``combine = "concat"``
+    around ``ElmoTok2Vec.v2`` with ``mix = "all"`` (every biLM layer, then the
+    tok2vec). The component gets its own scalar mix, dropout and
+    zero-initialised projection added to the shared tok2vec vector.
+
+    elmo_layers: biLM layers in the upstream's vectors (3 for a 2-layer biLM).
+    tok2vec_width: width of the upstream's tok2vec part, which is also this
+        layer's output width (0: no tok2vec part; the output is the mixed ELMo).
+    mix: ``"scalar"`` (learned), ``"average"`` or ``"top"``.
+    dropout / mix_l2: as in ``spacy-elmo.ElmoTok2Vec.v2``.
+    """
+    return TaskMix(tok2vec, elmo_layers, tok2vec_width, mix, dropout, mix_l2)
 
 
 def find_elmo(model: Model) -> Model:
