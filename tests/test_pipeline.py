@@ -195,6 +195,37 @@ def test_multiprocessing(elmo_nlp):
         np.testing.assert_allclose(a, b, **ROUNDING)
 
 
+def test_pipeline_pickles_and_runs_under_spawn(tmp_path, elmo_nlp, reference_source):
+    """``nlp.pipe(n_process=2)`` with the spawn start method (macOS / Windows
+    default) pickles the pipeline: span getters and hooks must be picklable."""
+    import pickle
+
+    texts = ["The cat sat .", "Hello !", ""]
+    copy = pickle.loads(pickle.dumps(elmo_nlp))
+    for doc, text in zip(copy.pipe(texts), texts):
+        assert np.array_equal(doc.tensor, elmo_nlp(text).tensor)
+    script = tmp_path / "spawn_pipe.py"
+    script.write_text(f"""
+import json, multiprocessing, sys
+import numpy as np
+import spacy
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn")
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={{"source": {json.dumps(reference_source)}}})
+    nlp.initialize()
+    texts = [f"Sentence number {{i}} ." for i in range(8)] + ["", "x"]
+    single = [d.tensor for d in nlp.pipe(texts, batch_size=2)]
+    multi = [d.tensor for d in nlp.pipe(texts, batch_size=2, n_process=2)]
+    assert len(multi) == len(single)
+    print(json.dumps(max(float(np.abs(a - b).max()) if a.size else 0.0 for a, b in zip(single, multi))))
+""")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.strip().splitlines()[-1]) <= ROUNDING["atol"]
+
+
 def test_100k_token_doc_memory_is_bounded(tmp_path, reference_source):
     """Peak memory of a 100,000-token doc, measured in a fresh process (not timed)."""
     script = f"""

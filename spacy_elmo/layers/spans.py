@@ -37,45 +37,51 @@ def _windows(doc: Doc, start: int, end: int, window: int, stride: int) -> List[S
         pos += stride
 
 
-def strided_spans_v1(window: int = 128, stride: int = 96) -> SpanGetter:
+class StridedSpans:
     """Overlapping windows over every doc (ignores sentence boundaries)."""
-    _check_window(window, stride)
 
-    def get_strided_spans(docs: Iterable[Doc]) -> List[List[Span]]:
-        return [_windows(doc, 0, len(doc), window, stride) if len(doc) else [] for doc in docs]
+    def __init__(self, window: int = 128, stride: int = 96) -> None:
+        _check_window(window, stride)
+        self.window, self.stride = window, stride
 
-    return get_strided_spans
+    def __call__(self, docs: Iterable[Doc]) -> List[List[Span]]:
+        return [_windows(doc, 0, len(doc), self.window, self.stride) if len(doc) else [] for doc in docs]
 
 
-def sent_spans_v1(max_length: int = 0, stride: int = 0) -> SpanGetter:
+class SentSpans:
     """One span per sentence (needs sentence boundaries: a parser, senter or
     sentencizer before the component). Sentences longer than ``max_length``
     (when > 0) are cut into windows every ``stride`` tokens."""
-    if max_length:
-        _check_window(max_length, stride or max_length)
 
-    def get_sent_spans(docs: Iterable[Doc]) -> List[List[Span]]:
+    def __init__(self, max_length: int = 0, stride: int = 0) -> None:
+        if max_length:
+            _check_window(max_length, stride or max_length)
+        self.max_length, self.stride = max_length, stride or max_length
+
+    def __call__(self, docs: Iterable[Doc]) -> List[List[Span]]:
         out = []
         for doc in docs:
             spans: List[Span] = []
             for sent in doc.sents:
-                if max_length and len(sent) > max_length:
-                    spans.extend(_windows(doc, sent.start, sent.end, max_length, stride or max_length))
+                if self.max_length and len(sent) > self.max_length:
+                    spans.extend(_windows(doc, sent.start, sent.end, self.max_length, self.stride))
                 else:
                     spans.append(sent)
             out.append(spans)
         return out
 
-    return get_sent_spans
 
-
-def sent_or_window_spans_v1(window: int = 128, stride: int = 96) -> SpanGetter:
+class SentOrWindowSpans:
     """Sentences when a doc has sentence boundaries, else overlapping windows;
     sentences longer than ``window`` are cut into windows too. The default:
     ELMo was trained on sentences, and memory stays bounded for any doc."""
-    _check_window(window, stride)
 
-    def get_sent_or_window_spans(docs: Iterable[Doc]) -> List[List[Span]]:
+    def __init__(self, window: int = 128, stride: int = 96) -> None:
+        _check_window(window, stride)
+        self.window, self.stride = window, stride
+
+    def __call__(self, docs: Iterable[Doc]) -> List[List[Span]]:
+        window, stride = self.window, self.stride
         out = []
         for doc in docs:
             if not len(doc):
@@ -89,13 +95,34 @@ def sent_or_window_spans_v1(window: int = 128, stride: int = 96) -> SpanGetter:
                 out.append(_windows(doc, 0, len(doc), window, stride))
         return out
 
-    return get_sent_or_window_spans
+
+class DocSpans:
+    """The whole doc as one span (memory grows with the longest doc)."""
+
+    def __call__(self, docs: Iterable[Doc]) -> List[List[Span]]:
+        return [[doc[:]] if len(doc) else [] for doc in docs]
+
+
+# Registered functions (setup.cfg ``spacy_span_getters``). The getters are
+# instances of module-level classes, not closures, so a pipeline pickles
+# (``nlp.pipe(n_process=2)`` under the spawn start method needs it).
+
+
+def strided_spans_v1(window: int = 128, stride: int = 96) -> SpanGetter:
+    """Overlapping windows over every doc (ignores sentence boundaries)."""
+    return StridedSpans(window, stride)
+
+
+def sent_spans_v1(max_length: int = 0, stride: int = 0) -> SpanGetter:
+    """One span per sentence, long sentences cut into windows (see :class:`SentSpans`)."""
+    return SentSpans(max_length, stride)
+
+
+def sent_or_window_spans_v1(window: int = 128, stride: int = 96) -> SpanGetter:
+    """Sentences when a doc has them, else windows (see :class:`SentOrWindowSpans`)."""
+    return SentOrWindowSpans(window, stride)
 
 
 def doc_spans_v1() -> SpanGetter:
     """The whole doc as one span (memory grows with the longest doc)."""
-
-    def get_doc_spans(docs: Iterable[Doc]) -> List[List[Span]]:
-        return [[doc[:]] if len(doc) else [] for doc in docs]
-
-    return get_doc_spans
+    return DocSpans()
