@@ -11,7 +11,7 @@ REGISTRIES = {
     "spacy_factories": "factories",
     "spacy_architectures": "architectures",
     "spacy_span_getters": "span_getters",
-    "spacy_model_loaders": "model_loaders",
+    "thinc_model_loaders": "model_loaders",
     "spacy_cli": "cli",
 }
 
@@ -67,3 +67,39 @@ def test_span_getters_build_with_defaults():
     for group, name, _ in ENTRY_POINTS:
         if group == "spacy_span_getters":
             assert callable(registry.span_getters.get(name)())
+
+
+LOADER_SCRIPT = """
+import importlib, json, sys
+for module in json.loads(sys.argv[1]):
+    importlib.import_module(module)
+import spacy
+from spacy.util import registry
+from thinc.api import Config
+nlp = spacy.blank("en")
+nlp.add_pipe("elmo", config={"source": "unused-because-the-loader-wins"})
+config = Config({"loader": {"@model_loaders": "spacy-elmo.BilmTfLoader.v1", "source": json.loads(sys.argv[2])}})
+loader = registry.resolve(config)["loader"]
+nlp.get_pipe("elmo").initialize(loader=loader)
+registry.model_loaders.get("spacy-curated-transformers.PyTorchCheckpointLoader.v1")
+print(nlp("The cat sat .").tensor.shape)
+"""
+
+
+@pytest.mark.parametrize("first", ["spacy_curated_transformers", "spacy_elmo"])
+def test_model_loaders_shared_with_spacy_curated_transformers(reference_source, first):
+    """spacy-curated-transformers creates ``model_loaders`` on Thinc's registry;
+    either import order leaves both packages' loaders resolvable from a config."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("spacy_curated_transformers")
+    modules = ["spacy_curated_transformers.util", "spacy_elmo.registry"]
+    if first == "spacy_elmo":
+        modules.reverse()
+    result = subprocess.run(
+        [sys.executable, "-c", LOADER_SCRIPT, json.dumps(modules), json.dumps(reference_source)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("(4, 32)")
