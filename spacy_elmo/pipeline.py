@@ -187,36 +187,6 @@ class ElmoComponent(Tok2Vec):
             if hooks:
                 install_vector_hooks(doc)
 
-    def finish_update(self, sgd) -> None:
-        """Thinc's ``Model.finish_update``, with the biLM's own learning-rate scale."""
-        from .layers.bilm_wrapper import LRScaledOptimizer
-
-        bilm_layer = self.bilm_layer
-        bilm_wrapper = bilm_layer.layers[0]
-        scaled = LRScaledOptimizer(sgd, bilm_layer.attrs["lr_scale"])
-        for node in self.model.walk():
-            for shim in node.shims:
-                shim.finish_update(scaled if node is bilm_wrapper else sgd)
-        for node in self.model.walk():
-            for name in node.param_names:
-                if node.has_grad(name):
-                    param, grad = sgd((node.id, name), node.get_param(name), node.get_grad(name))
-                    node.set_param(name, param)
-
-    def from_bytes(self, bytes_data, *, exclude=tuple()):
-        from .layers.bilm_wrapper import set_trainable
-
-        super().from_bytes(bytes_data, exclude=exclude)
-        set_trainable(self.bilm_layer)
-        return self
-
-    def from_disk(self, path, *, exclude=tuple()):
-        from .layers.bilm_wrapper import set_trainable
-
-        super().from_disk(path, exclude=exclude)
-        set_trainable(self.bilm_layer)
-        return self
-
 
 def install_vector_hooks(doc: Doc) -> None:
     """Make vectors and similarity of ``doc`` and its spans and tokens come from ``doc.tensor``."""

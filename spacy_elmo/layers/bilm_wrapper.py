@@ -23,16 +23,17 @@ from thinc.api import (
     ArgsKwargs,
     Model,
     PyTorchGradScaler,
-    PyTorchWrapper_v3,
     get_torch_default_device,
     torch2xp,
     xp2torch,
 )
+from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from thinc.types import Floats3d
 
 from ..bilm import BiLM, BiLMConfig, batch_to_ids
 from ..bilm.precision import check_precision
 from ..errors import Errors
+from .bilm_shim import FINE_TUNE, BiLMShim
 from .feature_cache import FeatureCache
 
 InT = List[List[str]]
@@ -59,9 +60,6 @@ class UnloadedBiLM(torch.nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise ValueError(Errors.E040.format(name=self.component))
-
-
-FINE_TUNE = ("none", "top", "lstm", "all")
 
 
 def ElmoBiLM(
@@ -103,14 +101,23 @@ def ElmoBiLM(
     grad_scaler_config = dict(grad_scaler_config or {})
     if mixed_precision and "enabled" not in grad_scaler_config:
         grad_scaler_config["enabled"] = True
-    wrapper = PyTorchWrapper_v3(
-        UnloadedBiLM(),
-        convert_inputs=convert_inputs,
-        convert_outputs=convert_outputs,
-        mixed_precision=mixed_precision,
-        grad_scaler=PyTorchGradScaler(**grad_scaler_config),
-        serialize_model=serialize_bilm,
-        deserialize_model=deserialize_bilm,
+    # Thinc's PyTorchWrapper_v3, with the biLM's own shim (fine-tuning state and learning-rate scale)
+    wrapper = Model(
+        "pytorch",
+        pytorch_forward,
+        attrs={"convert_inputs": convert_inputs, "convert_outputs": convert_outputs},
+        shims=[
+            BiLMShim(
+                UnloadedBiLM(),
+                fine_tune=fine_tune,
+                lr_scale=lr_scale,
+                mixed_precision=mixed_precision,
+                grad_scaler=PyTorchGradScaler(**grad_scaler_config),
+                serialize_model=serialize_bilm,
+                deserialize_model=deserialize_bilm,
+            )
+        ],
+        dims={"nI": None, "nO": None},
     )
     return Model(
         "elmo_bilm",
@@ -190,29 +197,14 @@ def set_bilm(model: Model, bilm: BiLM) -> None:
 def set_trainable(model: Model, fine_tune: Optional[str] = None) -> None:
     """Set ``requires_grad`` of the biLM parameters from ``fine_tune`` (default: the layer's setting)."""
     if fine_tune is not None:
+        if fine_tune not in FINE_TUNE:
+            raise ValueError(Errors.E047.format(what="fine_tune", value=fine_tune, why=f"use one of {', '.join(FINE_TUNE)}"))
         model.attrs["fine_tune"] = fine_tune
-    bilm = get_torch_bilm(model)
-    if not isinstance(bilm, BiLM):
-        return
-    mode = model.attrs["fine_tune"]
-    bilm.requires_grad_(mode == "all")
-    if mode == "lstm":
-        bilm.lstm.requires_grad_(True)
-    elif mode == "top":
-        bilm.lstm.layers[-1].requires_grad_(True)
+    shim = model.layers[0].shims[0]
+    shim.fine_tune = model.attrs["fine_tune"]
+    shim.apply_trainable()
     model.attrs["feature_cache"].clear()
     sync_bilm(model)
-
-
-class LRScaledOptimizer:
-    """Calls a Thinc optimizer with its learning rate scaled by ``scale``."""
-
-    def __init__(self, optimizer: Any, scale: float) -> None:
-        self.optimizer = optimizer
-        self.scale = scale
-
-    def __call__(self, key: Any, weights: Any, gradient: Any, *, lr_scale: float = 1.0) -> Any:
-        return self.optimizer(key, weights, gradient, lr_scale=lr_scale * self.scale)
 
 
 def convert_inputs(model: Model, X: InT, is_train: bool) -> Tuple[ArgsKwargs, Callable]:
