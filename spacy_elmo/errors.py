@@ -81,6 +81,13 @@ class Errors(metaclass=ErrorsWithCodes):
     E033 = "Input file {path}, line {line}: expected a JSON list of strings, got {got}."
     E034 = "--batch-size must be a positive number of sentences, got {value}."
     E035 = "Output file {path} could not be written: {err}."
+    E036 = (
+        "{folder} holds the parts of another embed run (other input, weights "
+        "or settings). Delete the folder to start afresh, or rerun the command "
+        "that made it to finish that run."
+    )
+    E037 = "Output file {path} is also the {what} file: it would be destroyed. Write the vectors to another file."
+    E038 = "Cannot use device {device!r}: {why}. Use --device cpu, or a GPU that torch sees (torch.cuda.device_count())."
     # The elmo component
     E040 = (
         "The '{name}' component has no biLM weights yet. Call nlp.initialize() "
