@@ -86,35 +86,129 @@ def _truncate_jsonl(path: Path, max_step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept), encoding="utf8")
 
 
-def pretrain(config: Config, output_dir: Path, *, resume: bool = False, device: Optional[str] = None, progress: bool = True) -> Dict[str, Any]:
-    """Train a biLM as ``config`` says; returns the last evaluation's metrics."""
+RUN_CONFIG = "config.cfg"
+LOCK = ".lock"
+# settings a resumed run must share with the checkpoint (others, e.g. max_steps, may change)
+RESUME_FIXED = {"paths": ("train",), "corpus": ("lang", "sentences", "max_length", "limit"), "model": None, "vocab": None}
+
+
+def pretrain(
+    config: Config, output_dir: Path, *, resume: bool = False, overwrite: bool = False, device: Optional[str] = None, progress: bool = True
+) -> Dict[str, Any]:
+    """Train a biLM as ``config`` says; returns the last evaluation's metrics.
+
+    ``output_dir`` is locked while the run lasts (a second run into it is an
+    error). A folder holding a checkpoint is continued with ``resume``,
+    replaced with ``overwrite``, and otherwise refused.
+    """
+    output_dir = Path(output_dir)
     dist = Distributed(device)
+    lock = None
     try:
-        return _pretrain(config, Path(output_dir), dist, resume=resume, progress=progress)
+        if dist.is_main:
+            lock = _lock(output_dir)
+        return _pretrain(config, output_dir, dist, resume=resume, overwrite=overwrite, progress=progress)
     finally:
+        if lock is not None:
+            lock.unlink(missing_ok=True)
         dist.close()
 
 
-def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bool, progress: bool) -> Dict[str, Any]:
+def saved_paths(output_dir: Path) -> Dict[str, str]:
+    """``paths`` of the run in ``output_dir`` (from its ``config.cfg``), for ``--resume``."""
+    path = Path(output_dir) / RUN_CONFIG
+    if not path.exists():
+        return {}
+    saved = Config().from_disk(path, interpolate=False)
+    return {k: v for k, v in saved.get("paths", {}).items() if v}
+
+
+def _lock(output_dir: Path) -> Path:
+    """Create ``output_dir/.lock`` holding our pid; an error if a live process holds it."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    lock = output_dir / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise ValueError(
+                    f"{output_dir} is in use by another pretraining run (process {pid}). Wait for it, stop it, or write to another folder."
+                ) from None
+            lock.unlink(missing_ok=True)  # left by a killed run
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return lock
+    raise ValueError(f"Could not lock {output_dir} (remove {lock} if no pretraining run is using the folder).")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _check_resume(saved_config: str, config: Config, output_dir: Path) -> None:
+    """A resumed run must have the checkpoint's corpus, model and vocabulary settings."""
+    saved = Config().from_str(saved_config, interpolate=False)
+    for section, keys in RESUME_FIXED.items():
+        names = keys if keys is not None else sorted(set(saved.get(section, {})) | set(config.get(section, {})))
+        for key in names:
+            before, now = saved.get(section, {}).get(key), config.get(section, {}).get(key)
+            if isinstance(before, tuple) or isinstance(now, tuple):
+                before, now = json.loads(json.dumps(before)), json.loads(json.dumps(now))
+            if before != now:
+                raise ValueError(
+                    f"--resume: {section}.{key} is {now!r}, but the run in {output_dir} was made with {before!r}. "
+                    f"Resume with the same setting, or start a new run in another folder (or --overwrite this one)."
+                )
+
+
+def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bool, overwrite: bool, progress: bool) -> Dict[str, Any]:
     paths, corpus, model_cfg, vocab_cfg, T = config["paths"], config["corpus"], config["model"], config["vocab"], config["training"]
     checkpoints = output_dir / "checkpoints"
     metrics_path, loss_path = output_dir / "metrics.jsonl", output_dir / "train_loss.jsonl"
+    checkpoint_file = checkpoints / CHECKPOINT
+    if resume and not checkpoint_file.exists():
+        raise ValueError(f"--resume: nothing to resume in {output_dir} (no checkpoints/{CHECKPOINT}). Run without --resume to start.")
+    if not resume and not overwrite and checkpoint_file.exists():
+        raise ValueError(
+            f"{output_dir} already holds a pretraining run (checkpoints/{CHECKPOINT}). Continue it with --resume, "
+            f"replace it with --overwrite, or write to another folder."
+        )
+    saved = torch.load(checkpoint_file, map_location="cpu", weights_only=True) if resume else None
+    if saved is not None:
+        _check_resume(saved["config"], config, output_dir)
     if dist.is_main:
         checkpoints.mkdir(parents=True, exist_ok=True)
         for stale in checkpoints.glob("*.tmp"):  # a save cut short by a kill
             stale.unlink()
+        config.to_disk(output_dir / RUN_CONFIG)
     read = dict(lang=corpus["lang"], sentences=corpus["sentences"], max_length=corpus["max_length"])
     train = read_sentences(paths["train"], limit=corpus["limit"], **read)
     dev = read_sentences(paths["dev"], limit=corpus["dev_limit"], **read) if paths.get("dev") else []
     if not train:
         raise ValueError(f"No training sentences in {paths['train']}.")
-    checkpoint_file = checkpoints / CHECKPOINT
-    saved = None
-    if resume and checkpoint_file.exists():
-        saved = torch.load(checkpoint_file, map_location="cpu", weights_only=True)
+    if paths.get("dev") and not dev:
+        raise ValueError(f"No held-out sentences in {paths['dev']}: give a file with text, or --paths.dev null for no held-out perplexity.")
+    if saved is not None:
         vocab = WordVocab(saved["vocab"])
     else:
         vocab = WordVocab.build(train, max_size=vocab_cfg["max_size"], min_count=vocab_cfg["min_count"])
+        if len(vocab) <= 3:
+            raise ValueError(
+                f"vocab.min_count = {vocab_cfg['min_count']} leaves no word of {paths['train']} in the vocabulary "
+                f"(no word occurs that often): lower it."
+            )
     if progress and dist.is_main:
         print(_corpus_summary(train, dev, vocab), file=sys.stderr, flush=True)
     threads = check_threads(T.get("threads", 0), "training.threads")
@@ -269,4 +363,4 @@ def _held_out_perplexity(lm: BiLMLanguageModel, dev: List[List[str]], batch_toke
             total += float(out.loss) * out.n_targets
             count += out.n_targets
     lm.train()
-    return math.exp(total / max(count, 1))
+    return math.exp(min(total / max(count, 1), 700.0))  # a diverged model: huge, not an OverflowError

@@ -124,9 +124,9 @@ def test_bad_config_values_are_clear_errors(tmp_path, grammar_text, capsys):
     assert main(base + ["--paths.train", str(tmp_path / "missing.txt")]) == 1
     assert "missing.txt not found" in capsys.readouterr().err
     assert main(base + ["--paths.train", str(grammar_text / "train.txt"), "--training.optimizer", "sgd"]) == 1
-    assert "'adam' or 'adagrad'" in capsys.readouterr().err
+    assert "one of 'adam', 'adagrad'" in capsys.readouterr().err
     assert main(base + ["--paths.train", str(grammar_text / "train.txt"), "--model.activation", "gelu"]) == 1
-    assert "'relu' or 'tanh'" in capsys.readouterr().err
+    assert "one of 'relu', 'tanh'" in capsys.readouterr().err
     assert main(["pretrain", str(tmp_path / "nope.cfg"), str(tmp_path / "o")]) == 1
     assert "nope.cfg not found" in capsys.readouterr().err
     broken = tmp_path / "broken.cfg"
@@ -138,9 +138,9 @@ def test_bad_config_values_are_clear_errors(tmp_path, grammar_text, capsys):
     assert main(["pretrain", str(partial), str(tmp_path / "o")]) == 1
     assert "has no [corpus] section" in capsys.readouterr().err
     assert main(base + ["--paths.train", str(grammar_text / "train.txt"), "--training.batch_tokens", "0"]) == 1
-    assert "training.batch_tokens must be a positive integer" in capsys.readouterr().err
+    assert "training.batch_tokens must be an integer >= 1" in capsys.readouterr().err
     assert main(base + ["--paths.train", str(grammar_text / "train.txt"), "--training.threads", "-2"]) == 1
-    assert "Invalid training.threads -2" in capsys.readouterr().err
+    assert "training.threads must be an integer >= 0" in capsys.readouterr().err
 
 
 def test_plot_metrics(tmp_path):
