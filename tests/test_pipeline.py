@@ -31,12 +31,30 @@ def test_factory_metadata():
     assert meta.default_config["model"]["@architectures"] == "spacy-elmo.ElmoTok2Vec.v2"
 
 
+def _expected(bilm, doc):
+    """The biLM's layer average over the doc's words; whitespace tokens are not read and get zeros."""
+    expected = np.zeros((len(doc), 32), dtype="float32")
+    words = [t for t in doc if not t.is_space]
+    if words:
+        expected[[t.i for t in words]] = bilm_average(bilm, [t.text for t in words])
+    return expected
+
+
 def test_tensor_is_the_average_of_the_bilm_layers(elmo_nlp, reference_bilm):
     for text in TEXTS:
         doc = elmo_nlp(text)
         assert doc.tensor.shape == (len(doc), 32) and doc.tensor.dtype == np.float32
         if len(doc):
-            np.testing.assert_allclose(doc.tensor, bilm_average(reference_bilm, [t.text for t in doc]), **ROUNDING)
+            np.testing.assert_allclose(doc.tensor, _expected(reference_bilm, doc), **ROUNDING)
+
+
+@pytest.mark.parametrize("text", ["The  cat\n\nsat .", " ", "\n\n\n", "word \t\t word"])
+def test_whitespace_tokens_are_not_read_and_get_zeros(elmo_nlp, reference_bilm, text):
+    doc = elmo_nlp(text)
+    spaces = [t.i for t in doc if t.is_space]
+    assert spaces, "the text must make whitespace tokens"
+    assert not doc.tensor[spaces].any()
+    np.testing.assert_allclose(doc.tensor, _expected(reference_bilm, doc), **ROUNDING)
 
 
 def test_pipe_with_mixed_lengths_keeps_order_and_values(elmo_nlp, reference_bilm, reference_sentences):

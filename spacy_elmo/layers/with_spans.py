@@ -6,6 +6,10 @@ The spans of all docs are sorted by length and run through ``layer``
 (sequences x longest) stays under ``max_batch_items`` tokens, so memory is
 bounded whatever the docs; results go back to input order. A token covered by
 several spans (overlapping windows) gets the average of its vectors.
+
+Whitespace tokens (spaCy makes ``" "``, ``"\n\n"`` tokens) are left out of the
+sequences, as pretraining leaves them out of its text: the biLM reads the words
+around them as neighbours, and their own vector is zeros.
 """
 from typing import Callable, List, Optional, Tuple
 
@@ -18,7 +22,7 @@ from .spans import SpanGetter
 
 InT = List[Doc]
 OutT = List[Floats2d]
-Bounds = List[Tuple[int, int, int]]  # (doc index, start, end) per span
+Positions = List[Tuple[int, List[int]]]  # (doc index, token indices read) per sequence
 
 
 def with_spans(get_spans: SpanGetter, layer: Model, max_batch_items: int = 4096) -> Model[InT, OutT]:
@@ -63,15 +67,17 @@ def forward(model: Model[InT, OutT], docs: InT, is_train: bool) -> Tuple[OutT, C
     layer = model.layers[0]
     ops = model.ops
     width = model.get_dim("nO")
-    bounds: Bounds = []
+    where: Positions = []
     texts: List[List[str]] = []
     for d, spans in enumerate(model.attrs["get_spans"](docs)):
         length = len(docs[d])
         for span in spans:
             if not 0 <= span.start < span.end <= length:
                 raise ValueError(Errors.E049.format(start=span.start, end=span.end, length=length))
-            bounds.append((d, span.start, span.end))
-            texts.append([token.text for token in span])
+            words = [token for token in span if not token.is_space]
+            if words:
+                where.append((d, [token.i for token in words]))
+                texts.append([token.text for token in words])
     span_out: List[Optional[Floats2d]] = [None] * len(texts)
     callbacks = []
     for group in batches_by_length([len(t) for t in texts], model.attrs["max_batch_items"]):
@@ -81,16 +87,17 @@ def forward(model: Model[InT, OutT], docs: InT, is_train: bool) -> Tuple[OutT, C
         callbacks.append((group, backprop))
     outputs = [ops.alloc2f(len(doc), width) for doc in docs]
     counts = [ops.alloc1f(len(doc)) for doc in docs]
-    for (d, start, end), y in zip(bounds, span_out):
-        outputs[d][start:end] += y
-        counts[d][start:end] += 1
+    indices = [ops.xp.asarray(positions, dtype="int64") for _, positions in where]
+    for (d, _), index, y in zip(where, indices, span_out):
+        outputs[d][index] += y
+        counts[d][index] += 1
     scales = [1.0 / ops.xp.maximum(c, 1.0)[:, None] for c in counts]
     outputs = [out * scale for out, scale in zip(outputs, scales)]
 
     def backprop(dY: OutT) -> InT:
         scaled = [dy * scale for dy, scale in zip(dY, scales)]
         for group, bp in callbacks:
-            bp([scaled[bounds[i][0]][bounds[i][1] : bounds[i][2]] for i in group])
+            bp([scaled[where[i][0]][indices[i]] for i in group])
         return []
 
     return outputs, backprop
