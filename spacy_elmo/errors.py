@@ -59,6 +59,11 @@ class Errors(metaclass=ErrorsWithCodes):
         "to different models: pass the options.json released with these weights."
     )
     E014 = "Weight file {path} could not be written: {err}."
+    E015 = (
+        "Weight file {path}: dataset {name} is {what}; every ELMo vector would "
+        "be garbage. The file is damaged or not an ELMo weight file: download "
+        "or export it again."
+    )
     # Character ids and model inputs
     E020 = (
         "Expected a list of tokens (a list of str) for sentence {index}, got "

@@ -62,9 +62,10 @@ def resolve_source(source: Source, *, download: bool = True) -> Tuple[Path, Path
             raise ValueError(Errors.E041.format(source=source, names=", ".join(PUBLISHED)))
         return Path(source[0]), Path(source[1])
     text = str(source)
-    if text.lower() in PUBLISHED:
-        return fetch_published(text.lower(), download=download)
     path = Path(text).expanduser()
+    # an existing file or folder wins over a published name (a local folder "small")
+    if text.lower() in PUBLISHED and not path.exists():
+        return fetch_published(text.lower(), download=download)
     if path.is_dir():
         return _pair_in_folder(path)
     if path.is_file() and path.name.endswith("options.json"):
@@ -114,7 +115,7 @@ def fetch_published(name: str, *, download: bool = True) -> Tuple[Path, Path]:
     return paths["options.json"], paths["weights.hdf5"]
 
 
-def download_file(url: str, path: Path, *, timeout: float = 60.0) -> None:
+def download_file(url: str, path: Path, *, timeout: float = 20.0) -> None:
     """Stream ``url`` to ``path`` with a progress bar; the file appears only when complete."""
     from tqdm import tqdm
 

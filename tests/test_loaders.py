@@ -80,3 +80,18 @@ def test_offline_error_names_the_files_and_where_to_put_them(cache, monkeypatch,
     assert not (cache / "medium" / "options.json").exists()
     with pytest.raises(OSError, match="downloads are disabled"):
         loaders.fetch_published("original", download=False)
+
+
+def test_a_local_folder_named_like_a_published_model_wins(tmp_path, monkeypatch, cache, reference_options, reference_weights):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    shutil.copy(reference_options, folder / "options.json")
+    shutil.copy(reference_weights, folder / "weights.hdf5")
+    monkeypatch.chdir(tmp_path)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(loaders, "download_file", no_download)
+    options, weights = loaders.resolve_source("small")
+    assert (options.resolve(), weights.resolve()) == (folder / "options.json", folder / "weights.hdf5")

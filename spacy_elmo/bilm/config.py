@@ -20,6 +20,9 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 from ..errors import Errors
 
+# bound on max_characters_per_token: its ids are (tokens x this) int16, allocated per batch
+MAX_CHARACTERS_PER_TOKEN = 1000
+
 _MISSING = object()
 
 
@@ -98,11 +101,11 @@ class BiLMConfig:
             raise bad("char_cnn.n_highway", self.n_highway, "it must be an integer >= 0")
         if not self.filters:
             raise bad("char_cnn.filters", list(self.filters), "at least one [width, n_filters] pair is needed")
-        if self.max_characters_per_token < 3:
+        if not 3 <= self.max_characters_per_token <= MAX_CHARACTERS_PER_TOKEN:
             raise bad(
                 "char_cnn.max_characters_per_token",
                 self.max_characters_per_token,
-                "it must be at least 3 (BOW, one byte, EOW)",
+                f"it must be between 3 (BOW, one byte, EOW) and {MAX_CHARACTERS_PER_TOKEN} (every published model uses 50)",
             )
         for width, n in self.filters:
             if width < 1 or n < 1:

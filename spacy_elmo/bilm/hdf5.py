@@ -139,10 +139,15 @@ def load_weights(model: BiLM, weights_path: PathLike) -> BiLM:
                         path=path, name=name, actual=tuple(dataset.shape), options=options_summary, expected=shapes[name]
                     )
                 )
+            if dataset.dtype.kind not in "fiu":
+                raise WeightFileError(Errors.E015.format(path=path, name=name, what=f"of type {dataset.dtype}, not numbers"))
             try:
                 array = dataset[...]
             except OSError as err:
                 raise WeightFileError(Errors.E011.format(path=path, err=err)) from None
+            if not np.isfinite(array).all():
+                bad = int(array.size - np.isfinite(array).sum())
+                raise WeightFileError(Errors.E015.format(path=path, name=name, what=f"with {bad:,} NaN or infinite values"))
             put(array)
         unused = _unused_datasets(h5, shapes)
     if unused:

@@ -77,7 +77,8 @@ def test_missing_key_names_file_and_key(tmp_path, path, key):
         ("char_cnn", "filters", [[60, 3]], "wider"),
         ("lstm", "cell_clip", -1, "positive"),
         ("lstm", "proj_clip", "three", "a number"),
-        ("char_cnn", "max_characters_per_token", 2, "at least 3"),
+        ("char_cnn", "max_characters_per_token", 2, "between 3"),
+        ("char_cnn", "max_characters_per_token", 100_000_000, "and 1000"),
     ],
 )
 def test_invalid_values(tmp_path, section, key, value, words):

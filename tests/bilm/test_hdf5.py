@@ -96,6 +96,24 @@ def test_missing_dataset(tmp_path, reference_options, reference_weights):
     assert str(path) in str(err.value)
 
 
+@pytest.mark.parametrize("damage, words", [("nan", "NaN or infinite"), ("inf", "NaN or infinite"), ("string", "not numbers")])
+def test_damaged_values_are_errors(tmp_path, reference_options, reference_weights, damage, words):
+    path = tmp_path / "weights.hdf5"
+    shutil.copy(reference_weights, path)
+    name = "RNN_0/RNN/MultiRNNCell/Cell0/LSTMCell/B"
+    with h5py.File(path, "a") as f:
+        data = f[name][...]
+        if damage == "string":
+            del f[name]
+            f.create_dataset(name, data=np.array(["x"] * data.shape[0], dtype="S1"))
+        else:
+            data[3] = np.nan if damage == "nan" else np.inf
+            f[name][...] = data
+    with pytest.raises(WeightFileError, match=words) as err:
+        load_bilm(reference_options, path)
+    assert str(path) in str(err.value) and name in str(err.value)
+
+
 def test_options_from_another_model(tmp_path, reference_options, reference_weights):
     options = BiLMConfig.from_file(reference_options).to_options()
     options["lstm"]["dim"] = 128
