@@ -16,10 +16,14 @@ from spacy.training import Corpus
 from spacy.util import fix_random_seed, load_config, minibatch
 
 from spacy_elmo.bilm import load_bilm
-from spacy_elmo.corpora import ewt_docs, write_docbin
 from spacy_elmo.layers.bilm_wrapper import get_torch_bilm
 
-from .conftest import SHARED, require_shared
+from .conftest import ROOT, SHARED, require_shared
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from convert_ewt import ewt_docs, write_docbin  # noqa: E402
+
+sys.path.pop(0)
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 pytestmark = pytest.mark.slow

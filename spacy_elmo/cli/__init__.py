@@ -10,7 +10,6 @@ from typing import List, Optional
 COMMANDS = (
     ("embed", "embed", "ELMo vectors for a file of sentences, written to HDF5 (like `allennlp elmo`)"),
     ("init-pipeline", "init_pipeline", "save a spaCy pipeline with an initialized elmo component (weights inside)"),
-    ("convert-ewt", "convert", "UD English-EWT trees + Universal NER entities -> .spacy training data"),
     ("pretrain", "pretrain", "train your own biLM on raw text (options.json + weights.hdf5 out)"),
     ("plot-metrics", "plot_metrics", "draw the learning curve of a pretraining run to PNG"),
 )

@@ -1,4 +1,9 @@
-"""Training corpora: UD English-EWT trees with Universal NER entities, as spaCy Docs.
+"""The project's training data: UD English-EWT trees with Universal NER entities, as ``.spacy``.
+
+    python scripts/convert_ewt.py OUTPUT.spacy [--conllu FILE.conllu] [--ner FILE.iob2] [--n-sents 10] [--limit N]
+
+Project data preparation (used by ``project.yml``'s ``preprocess``), not part of
+the plugin. Without ``--conllu`` the IOB2 file alone gives NER-only docs.
 
 UNER's ``.iob2`` files are not CoNLL-U: 5 tab-separated columns (index, word,
 IOB2 tag, ``-``, annotator) with the same ``# sent_id`` as UD EWT. Entities are
@@ -9,6 +14,8 @@ so the NER model neither learns nor is scored on it.
 The draft UNER train file carries extra labels (``OTH``, a spurious ``O``
 type); they become ``O``, as in the released data.
 """
+import argparse
+import sys
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
@@ -196,3 +203,48 @@ def _group(sentences: List[Doc], n_sents: int) -> List[Doc]:
 def write_docbin(docs: List[Doc], path: PathLike) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     DocBin(docs=docs, store_user_data=False).to_disk(path)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("output", type=Path, help=".spacy file to write")
+    parser.add_argument("--conllu", type=Path, help="UD CoNLL-U file (trees, tags, morphology)")
+    parser.add_argument("--ner", type=Path, help="Universal NER .iob2 file for the same sentences")
+    parser.add_argument("--n-sents", type=int, default=10, help="sentences per doc (default 10)")
+    parser.add_argument("--limit", type=int, default=0, help="first N sentences only (default all)")
+    parser.add_argument("--lang", default="en")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import spacy
+
+    if args.conllu is None and args.ner is None:
+        raise ValueError("Give --conllu, --ner or both.")
+    for path in (args.conllu, args.ner):
+        if path is not None and not path.is_file():
+            raise ValueError(f"Input file {path} not found.")
+    if args.n_sents < 1:
+        raise ValueError(f"--n-sents must be positive, got {args.n_sents}.")
+    vocab = spacy.blank(args.lang).vocab
+    if args.conllu is not None:
+        docs, stats = ewt_docs(vocab, args.conllu, args.ner, n_sents=args.n_sents, limit=args.limit)
+    else:
+        docs, stats = iob2_docs(vocab, args.ner, n_sents=args.n_sents, limit=args.limit)
+    write_docbin(docs, args.output)
+    summary = ", ".join(f"{k} {v}" for k, v in stats.items())
+    print(f"Wrote {len(docs)} docs to {args.output}: {summary}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, OSError) as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,14 @@
-"""UD CoNLL-U + UNER IOB2 -> Docs."""
+"""scripts/convert_ewt.py: UD CoNLL-U + UNER IOB2 -> Docs."""
+import sys
+
 import spacy
 
-from spacy_elmo.corpora import ewt_docs, read_conllu, read_iob2
+from ..conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from convert_ewt import ewt_docs, main, read_conllu, read_iob2  # noqa: E402
+
+sys.path.pop(0)
 
 CONLLU = """# sent_id = s1
 # text = I don't know.
@@ -62,3 +69,19 @@ def test_entities_aligned_by_sent_id_and_draft_labels_mapped(tmp_path):
     assert [(e.text, e.label_) for e in doc.ents] == [("Paris", "LOC")]
     assert [t.tag_ for t in doc][:3] == ["PRP", "VBP", "RB"] and doc[3].dep_ == "root"
     assert len(list(doc.sents)) == 2
+
+
+def test_command_line(tmp_path, capsys):
+    from spacy.tokens import DocBin
+
+    (tmp_path / "a.conllu").write_text(CONLLU)
+    (tmp_path / "a.iob2").write_text(IOB2)
+    out = tmp_path / "out" / "train.spacy"
+    assert main([str(out), "--conllu", str(tmp_path / "a.conllu"), "--ner", str(tmp_path / "a.iob2")]) == 0
+    assert "Wrote 1 docs" in capsys.readouterr().err
+    docs = list(DocBin().from_disk(out).get_docs(spacy.blank("en").vocab))
+    assert [(e.text, e.label_) for e in docs[0].ents] == [("Paris", "LOC")]
+    assert main([str(out), "--conllu", str(tmp_path / "missing.conllu")]) == 1
+    assert "missing.conllu not found" in capsys.readouterr().err
+    assert main([str(out)]) == 1
+    assert "Give --conllu, --ner or both" in capsys.readouterr().err
