@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple, Union
 
 from .bilm import BiLM, load_bilm
+from .atomic_write import atomic_path
 from .errors import Errors
 
 Source = Union[str, Path, Sequence[Union[str, Path]]]
@@ -119,21 +120,19 @@ def download_file(url: str, path: Path, *, timeout: float = 20.0) -> None:
     """Stream ``url`` to ``path`` with a progress bar; the file appears only when complete."""
     from tqdm import tqdm
 
-    tmp = path.with_name(path.name + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, tmp.open("wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=path.name, file=sys.stderr) as bar:
-                while True:
-                    chunk = response.read(1 << 20)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, urllib.request.urlopen(url, timeout=timeout) as response, tmp.open("wb") as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        written = 0
+        with tqdm(total=total, unit="B", unit_scale=True, desc=path.name, file=sys.stderr) as bar:
+            while True:
+                chunk = response.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+                written += len(chunk)
+                bar.update(len(chunk))
+        if total is not None and written != total:
+            raise OSError(f"the download of {url} stopped after {written:,} of {total:,} bytes")
 
 
 def bilm_tf_loader_v1(source: Source = "small") -> BiLMLoader:

@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 import torch
 
+from ..atomic_write import atomic_path
 from ..errors import Errors, Warnings
 from .chars import N_RAW_CHARS
 from .config import BiLMConfig
@@ -172,14 +173,11 @@ def _summary(config: BiLMConfig) -> str:
 def save_weights(model: BiLM, weights_path: PathLike) -> None:
     """Write ``model`` in the bilm-tf layout (float32, same dataset names and shapes)."""
     path = Path(weights_path)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        with h5py.File(tmp, "w") as h5:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
             for name, get, _ in _mapping(model):
                 h5.create_dataset(name, data=get().to("cpu", torch.float32).contiguous().numpy())
-        tmp.replace(path)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise WeightFileError(Errors.E014.format(path=path, err=err)) from None
 
 

@@ -27,6 +27,7 @@ import numpy
 import torch
 from tqdm import tqdm
 
+from ..atomic_write import atomic_path
 from ..bilm import BiLM, batch_to_ids, load_bilm
 from ..bilm.precision import check_precision
 from ..distributed import Distributed
@@ -156,7 +157,6 @@ def _embed_batch(model: BiLM, batch: Sequence[Sequence[str]], mode: str) -> List
 def _temporary(output: Path) -> Iterator[Path]:
     """A temporary name beside ``output`` (unique per process), renamed to
     ``output`` on success and removed on any failure, SIGTERM included."""
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     previous = signal.getsignal(signal.SIGTERM) if _main_thread() else None
 
     def terminate(signum, frame):  # SIGTERM: stop after the current batch, clean up as for Ctrl-C
@@ -165,14 +165,10 @@ def _temporary(output: Path) -> Iterator[Path]:
     if previous is not None:
         signal.signal(signal.SIGTERM, terminate)
     try:
-        yield tmp
-        tmp.replace(output)
+        with atomic_path(output) as tmp:
+            yield tmp
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise InputError(Errors.E035.format(path=output, err=err)) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -27,6 +27,7 @@ import torch
 from thinc.api import Config
 
 from ..bilm import BiLM, BiLMConfig, save_bilm
+from ..atomic_write import atomic_path
 from ..bilm.threads import check_threads
 from ..distributed import Distributed
 from .data import epoch_batches, held_out_batches, read_sentences, shard
@@ -52,12 +53,8 @@ def bilm_config(model: Dict[str, Any]) -> BiLMConfig:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    with atomic_path(path, fsync=True) as tmp:
+        torch.save(obj, tmp)
 
 
 def _rng_state() -> Dict[str, Any]:
