@@ -20,7 +20,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy
 import torch
@@ -171,41 +171,12 @@ def _check_resume(saved_config: str, config: Config, output_dir: Path) -> None:
 
 
 def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bool, overwrite: bool, progress: bool) -> Dict[str, Any]:
-    paths, corpus, model_cfg, vocab_cfg, T = config["paths"], config["corpus"], config["model"], config["vocab"], config["training"]
-    checkpoints = output_dir / "checkpoints"
+    T = config["training"]
     metrics_path, loss_path = output_dir / "metrics.jsonl", output_dir / "train_loss.jsonl"
-    checkpoint_file = checkpoints / CHECKPOINT
-    if resume and not checkpoint_file.exists():
-        raise ValueError(f"--resume: nothing to resume in {output_dir} (no checkpoints/{CHECKPOINT}). Run without --resume to start.")
-    if not resume and not overwrite and checkpoint_file.exists():
-        raise ValueError(
-            f"{output_dir} already holds a pretraining run (checkpoints/{CHECKPOINT}). Continue it with --resume, "
-            f"replace it with --overwrite, or write to another folder."
-        )
-    saved = torch.load(checkpoint_file, map_location="cpu", weights_only=True) if resume else None
-    if saved is not None:
-        _check_resume(saved["config"], config, output_dir)
-    if dist.is_main:
-        checkpoints.mkdir(parents=True, exist_ok=True)
-        for stale in checkpoints.glob("*.tmp"):  # a save cut short by a kill
-            stale.unlink()
-        config.to_disk(output_dir / RUN_CONFIG)
-    read = dict(lang=corpus["lang"], sentences=corpus["sentences"], max_length=corpus["max_length"])
-    train = read_sentences(paths["train"], limit=corpus["limit"], **read)
-    dev = read_sentences(paths["dev"], limit=corpus["dev_limit"], **read) if paths.get("dev") else []
-    if not train:
-        raise ValueError(f"No training sentences in {paths['train']}.")
-    if paths.get("dev") and not dev:
-        raise ValueError(f"No held-out sentences in {paths['dev']}: give a file with text, or --paths.dev null for no held-out perplexity.")
-    if saved is not None:
-        vocab = WordVocab(saved["vocab"])
-    else:
-        vocab = WordVocab.build(train, max_size=vocab_cfg["max_size"], min_count=vocab_cfg["min_count"])
-        if len(vocab) <= 3:
-            raise ValueError(
-                f"vocab.min_count = {vocab_cfg['min_count']} leaves no word of {paths['train']} in the vocabulary "
-                f"(no word occurs that often): lower it."
-            )
+    checkpoint_file = output_dir / "checkpoints" / CHECKPOINT
+    saved = _prepare_folder(config, output_dir, dist, resume=resume, overwrite=overwrite)
+    train, dev = _read_corpus(config)
+    vocab = _vocabulary(config, train, saved)
     if progress and dist.is_main:
         print(_corpus_summary(train, dev, vocab), file=sys.stderr, flush=True)
     threads = check_threads(T.get("threads", 0), "training.threads")
@@ -214,20 +185,10 @@ def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bo
     torch.manual_seed(T["seed"])
     random.seed(T["seed"])
     numpy.random.seed(T["seed"])
-    lm = BiLMLanguageModel(BiLM(bilm_config(model_cfg)), vocab, dropout=model_cfg["dropout"], softmax=vocab_cfg["softmax"]).to(dist.device)
+    model_cfg = config["model"]
+    lm = BiLMLanguageModel(BiLM(bilm_config(model_cfg)), vocab, dropout=model_cfg["dropout"], softmax=config["vocab"]["softmax"]).to(dist.device)
     optimizer = _optimizer(T, lm)
-    step, epoch, batch_index, tokens_seen = 0, 0, 0, 0
-    if saved is not None:
-        lm.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        step, epoch, batch_index, tokens_seen = saved["step"], saved["epoch"], saved["batch_index"], saved["tokens"]
-        _set_rng_state(saved["rng"])
-        if dist.is_main:
-            _truncate_jsonl(metrics_path, step)
-            _truncate_jsonl(loss_path, step)
-    elif dist.is_main:
-        for path in (metrics_path, loss_path):
-            path.unlink(missing_ok=True)
+    step, epoch, batch_index, tokens_seen = _restore(saved, lm, optimizer, dist, (metrics_path, loss_path))
     trainer: torch.nn.Module = lm
     if dist.world_size > 1:
         trainer = torch.nn.parallel.DistributedDataParallel(
@@ -319,6 +280,71 @@ def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bo
         export(lm, output_dir / "model")
     dist.barrier()
     return last_metrics
+
+
+def _prepare_folder(config: Config, output_dir: Path, dist: Distributed, *, resume: bool, overwrite: bool) -> Optional[Dict[str, Any]]:
+    """Check the folder against resume/overwrite, clean a kill's leftovers, record the config; the checkpoint to resume from."""
+    checkpoints = output_dir / "checkpoints"
+    checkpoint_file = checkpoints / CHECKPOINT
+    if resume and not checkpoint_file.exists():
+        raise ValueError(f"--resume: nothing to resume in {output_dir} (no checkpoints/{CHECKPOINT}). Run without --resume to start.")
+    if not resume and not overwrite and checkpoint_file.exists():
+        raise ValueError(
+            f"{output_dir} already holds a pretraining run (checkpoints/{CHECKPOINT}). Continue it with --resume, "
+            f"replace it with --overwrite, or write to another folder."
+        )
+    saved = torch.load(checkpoint_file, map_location="cpu", weights_only=True) if resume else None
+    if saved is not None:
+        _check_resume(saved["config"], config, output_dir)
+    if dist.is_main:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        for stale in checkpoints.glob("*.tmp"):  # a save cut short by a kill
+            stale.unlink()
+        config.to_disk(output_dir / RUN_CONFIG)
+    return saved
+
+
+def _read_corpus(config: Config) -> Tuple[List[List[str]], List[List[str]]]:
+    """Training and held-out sentences, tokenised as ``[corpus]`` says."""
+    paths, corpus = config["paths"], config["corpus"]
+    read = dict(lang=corpus["lang"], sentences=corpus["sentences"], max_length=corpus["max_length"])
+    train = read_sentences(paths["train"], limit=corpus["limit"], **read)
+    dev = read_sentences(paths["dev"], limit=corpus["dev_limit"], **read) if paths.get("dev") else []
+    if not train:
+        raise ValueError(f"No training sentences in {paths['train']}.")
+    if paths.get("dev") and not dev:
+        raise ValueError(f"No held-out sentences in {paths['dev']}: give a file with text, or --paths.dev null for no held-out perplexity.")
+    return train, dev
+
+
+def _vocabulary(config: Config, train: List[List[str]], saved: Optional[Dict[str, Any]]) -> WordVocab:
+    """The checkpoint's vocabulary when resuming, else built from the training text."""
+    if saved is not None:
+        return WordVocab(saved["vocab"])
+    vocab_cfg = config["vocab"]
+    vocab = WordVocab.build(train, max_size=vocab_cfg["max_size"], min_count=vocab_cfg["min_count"])
+    if len(vocab) <= 3:
+        raise ValueError(
+            f"vocab.min_count = {vocab_cfg['min_count']} leaves no word of {config['paths']['train']} in the vocabulary "
+            f"(no word occurs that often): lower it."
+        )
+    return vocab
+
+
+def _restore(saved: Optional[Dict[str, Any]], lm: torch.nn.Module, optimizer: torch.optim.Optimizer, dist: Distributed, logs: Tuple[Path, Path]) -> Tuple[int, int, int, int]:
+    """Load the checkpoint's state (or start fresh logs); ``(step, epoch, batch_index, tokens_seen)``."""
+    if saved is None:
+        if dist.is_main:
+            for path in logs:
+                path.unlink(missing_ok=True)
+        return 0, 0, 0, 0
+    lm.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    _set_rng_state(saved["rng"])
+    if dist.is_main:
+        for path in logs:
+            _truncate_jsonl(path, saved["step"])
+    return saved["step"], saved["epoch"], saved["batch_index"], saved["tokens"]
 
 
 def _corpus_summary(train: List[List[str]], dev: List[List[str]], vocab: WordVocab) -> str:
