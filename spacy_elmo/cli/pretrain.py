@@ -17,6 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT_DIR/checkpoints/last.pt (the run's own --paths.train/--paths.dev unless given again)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh in an OUTPUT_DIR that holds another run (its checkpoint is replaced)")
+    parser.add_argument("--init", default=None, metavar="SOURCE",
+                        help="continue pretraining a biLM (an elmo source: folder, options.json path or published name); "
+                        "its architecture replaces [model]'s, the softmax and vocabulary are new")
+    parser.add_argument("--freeze-steps", type=int, default=0,
+                        help="with --init: train only the top LSTM layer and the softmax for the first N steps")
     parser.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK when available, else cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -26,7 +31,7 @@ def run(args: argparse.Namespace, overrides=()) -> int:
     from spacy.util import load_config
 
     from ..pretrain.schema import check_config
-    from ..pretrain.train import pretrain, saved_paths
+    from ..pretrain.train import ARCHITECTURE_KEYS, pretrain, saved_config
 
     if not args.config.is_file():
         raise ValueError(f"Config file {args.config} not found.")
@@ -37,13 +42,53 @@ def run(args: argparse.Namespace, overrides=()) -> int:
     except Exception as err:  # confection's parser and override errors
         raise ValueError(f"Config {args.config} could not be read: {err}") from None
     check_config(config, args.config)
-    if args.resume:  # the run's own corpus unless given again
-        for key, value in saved_paths(args.output_dir).items():
-            if not config["paths"].get(key):
+    init = None
+    if args.freeze_steps < 0 or (args.freeze_steps and not args.init):
+        raise ValueError("--freeze-steps needs --init and a number of steps >= 0.")
+    if args.init:
+        init = _init_from(args.init, config, overrides)
+    if args.resume:  # the run's own corpus and architecture unless given again
+        saved = saved_config(args.output_dir)
+        for key, value in saved.get("paths", {}).items():
+            if value and not config["paths"].get(key):
                 config["paths"][key] = value
+        given = {arg[len("--model."):].partition("=")[0] for arg in overrides if arg.startswith("--model.")}
+        for key in ARCHITECTURE_KEYS:
+            if key in saved.get("model", {}) and key not in given:
+                config["model"][key] = saved["model"][key]
     if not config["paths"].get("train"):
         raise ValueError("No training text: pass --paths.train PATH (a file or folder of .txt, .jsonl or .spacy).")
-    metrics = pretrain(config, args.output_dir, resume=args.resume, overwrite=args.overwrite, device=args.device, progress=not args.quiet)
+    metrics = pretrain(
+        config, args.output_dir, resume=args.resume, overwrite=args.overwrite, init=init, freeze_steps=args.freeze_steps,
+        device=args.device, progress=not args.quiet,
+    )
     if metrics and not args.quiet:
         print(f"Saved the biLM to {args.output_dir / 'model'} (last evaluation: {metrics})", file=sys.stderr)
     return 0
+
+
+def _init_from(source, config, overrides):
+    """Load the biLM to continue from and put its architecture into ``config["model"]``;
+    a ``--model.*`` override that contradicts it is an error naming both values."""
+    from ..bilm import load_bilm
+    from ..loaders import resolve_source
+    from ..pretrain.train import model_section
+
+    options, weights = resolve_source(source)
+    bilm = load_bilm(options, weights)
+    given = {}
+    for i, arg in enumerate(overrides):
+        if arg.startswith("--model."):
+            key, _, value = arg[len("--model."):].partition("=")
+            given[key] = value if value else (overrides[i + 1] if i + 1 < len(overrides) else "")
+    source_model = model_section(bilm.config)
+    for key, value in source_model.items():
+        if key in given and str(config["model"][key]) != str(value) and config["model"][key] != value:
+            raise ValueError(
+                f"--init {source}: its biLM has model.{key} = {value!r}, but --model.{key} {given[key]} was given. "
+                f"The architecture comes from the biLM: drop the override."
+            )
+        config["model"][key] = value
+    print(f"Continuing from {options.parent} ({bilm.config.n_layers}x{bilm.config.lstm_dim}_{bilm.config.projection_dim}); new softmax and vocabulary.", file=sys.stderr)
+    return bilm
+

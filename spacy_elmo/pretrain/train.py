@@ -37,6 +37,29 @@ from .vocab import WordVocab
 CHECKPOINT = "last.pt"
 
 
+# [model] keys that describe the biLM's architecture (the rest, e.g. dropout, is training)
+ARCHITECTURE_KEYS = (
+    "char_embedding_dim", "filters", "n_highway", "activation", "lstm_dim", "projection_dim", "n_layers",
+    "cell_clip", "proj_clip", "use_skip_connections",
+)
+
+
+def model_section(config: BiLMConfig) -> Dict[str, Any]:
+    """The ``[model]`` architecture values of a loaded biLM (the inverse of :func:`bilm_config`)."""
+    return {
+        "char_embedding_dim": config.char_embedding_dim,
+        "filters": [list(f) for f in config.filters],
+        "n_highway": config.n_highway,
+        "activation": config.activation,
+        "lstm_dim": config.lstm_dim,
+        "projection_dim": config.projection_dim,
+        "n_layers": config.n_layers,
+        "cell_clip": config.cell_clip,
+        "proj_clip": config.proj_clip,
+        "use_skip_connections": config.use_skip_connections,
+    }
+
+
 def bilm_config(model: Dict[str, Any]) -> BiLMConfig:
     return BiLMConfig(
         char_embedding_dim=model["char_embedding_dim"],
@@ -50,6 +73,12 @@ def bilm_config(model: Dict[str, Any]) -> BiLMConfig:
         proj_clip=model["proj_clip"] or None,
         use_skip_connections=model["use_skip_connections"],
     )
+
+
+def _freeze_lower_layers(bilm: BiLM, frozen: bool) -> None:
+    """Everything below the top LSTM layer stops (or resumes) learning."""
+    bilm.requires_grad_(not frozen)
+    bilm.lstm.layers[-1].requires_grad_(True)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -90,13 +119,27 @@ RESUME_FIXED = {"paths": ("train",), "corpus": ("lang", "sentences", "max_length
 
 
 def pretrain(
-    config: Config, output_dir: Path, *, resume: bool = False, overwrite: bool = False, device: Optional[str] = None, progress: bool = True
+    config: Config,
+    output_dir: Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    init: Optional[BiLM] = None,
+    freeze_steps: int = 0,
+    device: Optional[str] = None,
+    progress: bool = True,
 ) -> Dict[str, Any]:
     """Train a biLM as ``config`` says; returns the last evaluation's metrics.
 
     ``output_dir`` is locked while the run lasts (a second run into it is an
     error). A folder holding a checkpoint is continued with ``resume``,
     replaced with ``overwrite``, and otherwise refused.
+
+    init: start from this biLM's weights (continued pretraining, e.g. on a new
+        domain); ``config["model"]`` must describe its architecture (see
+        :func:`model_section`). The softmax and vocabulary are new.
+    freeze_steps: with ``init``, train only the top LSTM layer (and the
+        softmax) for the first ``freeze_steps`` steps.
     """
     output_dir = Path(output_dir)
     dist = Distributed(device)
@@ -104,20 +147,17 @@ def pretrain(
     try:
         if dist.is_main:
             lock = _lock(output_dir)
-        return _pretrain(config, output_dir, dist, resume=resume, overwrite=overwrite, progress=progress)
+        return _pretrain(config, output_dir, dist, resume=resume, overwrite=overwrite, init=init, freeze_steps=freeze_steps, progress=progress)
     finally:
         if lock is not None:
             lock.unlink(missing_ok=True)
         dist.close()
 
 
-def saved_paths(output_dir: Path) -> Dict[str, str]:
-    """``paths`` of the run in ``output_dir`` (from its ``config.cfg``), for ``--resume``."""
+def saved_config(output_dir: Path) -> Config:
+    """The config the run in ``output_dir`` was made with (its ``config.cfg``; empty if none), for ``--resume``."""
     path = Path(output_dir) / RUN_CONFIG
-    if not path.exists():
-        return {}
-    saved = Config().from_disk(path, interpolate=False)
-    return {k: v for k, v in saved.get("paths", {}).items() if v}
+    return Config().from_disk(path, interpolate=False) if path.exists() else Config()
 
 
 def _lock(output_dir: Path) -> Path:
@@ -170,7 +210,9 @@ def _check_resume(saved_config: str, config: Config, output_dir: Path) -> None:
                 )
 
 
-def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bool, overwrite: bool, progress: bool) -> Dict[str, Any]:
+def _pretrain(
+    config: Config, output_dir: Path, dist: Distributed, *, resume: bool, overwrite: bool, init: Optional[BiLM], freeze_steps: int, progress: bool
+) -> Dict[str, Any]:
     T = config["training"]
     metrics_path, loss_path = output_dir / "metrics.jsonl", output_dir / "train_loss.jsonl"
     checkpoint_file = output_dir / "checkpoints" / CHECKPOINT
@@ -187,6 +229,8 @@ def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bo
     numpy.random.seed(T["seed"])
     model_cfg = config["model"]
     lm = BiLMLanguageModel(BiLM(bilm_config(model_cfg)), vocab, dropout=model_cfg["dropout"], softmax=config["vocab"]["softmax"]).to(dist.device)
+    if init is not None and saved is None:
+        lm.bilm.load_state_dict(init.state_dict())
     optimizer = _optimizer(T, lm)
     step, epoch, batch_index, tokens_seen = _restore(saved, lm, optimizer, dist, (metrics_path, loss_path))
     trainer: torch.nn.Module = lm
@@ -207,6 +251,8 @@ def _pretrain(config: Config, output_dir: Path, dist: Distributed, *, resume: bo
             batches = epoch_batches(train, T["batch_tokens"], T["seed"], epoch)
         global_batch = batches[batch_index]
         mine = [train[i] for i in shard(global_batch, dist.rank, dist.world_size)]
+        if freeze_steps:
+            _freeze_lower_layers(lm.bilm, step < freeze_steps)
         trainer.train()
         optimizer.zero_grad(set_to_none=True)
         if mine:
