@@ -106,11 +106,12 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     E042 = (
         "ELMo folder {path} holds no options/weights pair: expected options.json "
-        "+ weights.hdf5 or one *_options.json + *_weights.hdf5. Found: {found}."
+        "+ weights.hdf5, one *options*.json + one *weights*.hdf5 (AllenNLP, "
+        "PubMed, options262.json) or options.json + model.hdf5 (NLPL). Found: {found}."
     )
     E043 = (
-        "ELMo folder {path} holds several options/weights pairs ({found}): pass "
-        "the two file paths as a list [options, weights] instead."
+        "ELMo folder {path} is ambiguous: candidates {found}. Pass the two file "
+        "paths as a list [options, weights] instead."
     )
     E044 = (
         "Could not download the published ELMo model '{name}' ({err}). Without "

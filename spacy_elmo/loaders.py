@@ -3,8 +3,12 @@
 A *source* is one of:
 
 * a folder holding ``options.json`` + ``weights.hdf5``, or AllenNLP's
-  ``*_options.json`` + ``*_weights.hdf5`` (one pair; or exactly one file of
-  each kind under different stems);
+  ``*_options.json`` + ``*_weights.hdf5``, PubMed's ``options262.json`` +
+  ``*_weights_PubMed_only.hdf5``, NLPL's ``options.json`` + ``model.hdf5``
+  (one options and one weights file of any names; several are paired by stem,
+  else an error lists the candidates);
+* a ``.zip`` of such a folder (NLPL repository downloads), unpacked once into
+  the cache folder;
 * the two file paths, as a list ``[options, weights]``;
 * a published English model name: ``small``, ``medium``, ``original``,
   ``original-5.5b``, downloaded once from the AllenNLP release addresses into
@@ -15,6 +19,7 @@ a loader is a function of no arguments returning a :class:`~.bilm.BiLM`, so
 other formats can be added without touching the component.
 """
 import os
+import shutil
 import sys
 import urllib.request
 from pathlib import Path
@@ -69,32 +74,83 @@ def resolve_source(source: Source, *, download: bool = True) -> Tuple[Path, Path
         return fetch_published(text.lower(), download=download)
     if path.is_dir():
         return _pair_in_folder(path)
+    if path.is_file() and path.suffix.lower() == ".zip":
+        return _pair_in_folder(_unpacked_zip(path))
     if path.is_file() and path.name.endswith("options.json"):
         weights = path.with_name(path.name[: -len("options.json")] + "weights.hdf5")
         return path, weights
     raise ValueError(Errors.E041.format(source=text, names=", ".join(PUBLISHED)))
 
 
+def _options_files(folder: Path) -> List[Path]:
+    """options.json, AllenNLP's *_options.json, options262.json, ...: JSON files named for options."""
+    return sorted(p for p in folder.glob("*.json") if "options" in p.name.lower() and p.is_file())
+
+
+def _weight_files(folder: Path) -> List[Path]:
+    """HDF5 files named for weights (weights.hdf5, *_weights.hdf5, *_weights_PubMed_only.hdf5);
+    failing that, NLPL's model.hdf5, or the folder's only HDF5 file."""
+    hdf5 = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".hdf5", ".h5") and p.is_file())
+    named = [p for p in hdf5 if "weight" in p.name.lower()]
+    if named:
+        return named
+    model = [p for p in hdf5 if p.name.lower() in ("model.hdf5", "model.h5")]
+    return model or (hdf5 if len(hdf5) == 1 else [])
+
+
 def _pair_in_folder(folder: Path) -> Tuple[Path, Path]:
+    """The ``(options, weights)`` pair of a model folder, in any of the published layouts."""
     if (folder / "options.json").is_file() and (folder / "weights.hdf5").is_file():
         return folder / "options.json", folder / "weights.hdf5"
-    pairs: List[Tuple[Path, Path]] = []
-    for options in sorted(folder.glob("*options.json")):
-        weights = options.with_name(options.name[: -len("options.json")] + "weights.hdf5")
-        if weights.is_file():
-            pairs.append((options, weights))
+    options, weights = _options_files(folder), _weight_files(folder)
+    if len(options) == 1 and len(weights) == 1:
+        return options[0], weights[0]
+    # several: pair them by the stem before "options" / "weights" (elmo_x_options.json + elmo_x_weights.hdf5)
+    pairs = [
+        (o, w) for o in options for w in weights
+        if o.name.lower().split("options")[0] == w.name.lower().split("weight")[0]
+    ]
     if len(pairs) == 1:
         return pairs[0]
-    if not pairs:
-        # one options file and one weights file under other stems (e.g. lm_weights.hdf5)
-        all_options = sorted(folder.glob("*options.json"))
-        all_weights = sorted(folder.glob("*weights.hdf5"))
-        if len(all_options) == 1 and len(all_weights) == 1:
-            return all_options[0], all_weights[0]
     found = ", ".join(sorted(p.name for p in folder.iterdir())[:10]) or "nothing"
-    if not pairs:
+    if not options or not weights:
         raise ValueError(Errors.E042.format(path=folder, found=found))
-    raise ValueError(Errors.E043.format(path=folder, found=", ".join(o.name for o, _ in pairs)))
+    candidates = ", ".join(p.name for p in options + weights)
+    raise ValueError(Errors.E043.format(path=folder, found=candidates))
+
+
+def _unpacked_zip(path: Path) -> Path:
+    """A model .zip (as the NLPL repository publishes them) unpacked once into the cache, safely."""
+    import hashlib
+    import zipfile
+
+    stat = path.stat()
+    key = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache_dir() / "unzipped" / f"{path.stem}-{key}"
+    if target.is_dir():
+        return target
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as err:
+        raise ValueError(f"ELMo source {path} is not a readable zip file ({err}): download it again.") from None
+    tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+    try:
+        with archive:
+            for member in archive.infolist():
+                name = Path(member.filename)
+                if name.is_absolute() or ".." in name.parts:
+                    raise ValueError(f"ELMo source {path}: the zip holds an unsafe path {member.filename!r}; not unpacked.")
+                if member.is_dir():
+                    continue
+                dest = tmp / name.name  # the model files, flattened
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as src, dest.open("wb") as out:
+                    shutil.copyfileobj(src, out)
+        tmp.replace(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
 
 
 def fetch_published(name: str, *, download: bool = True) -> Tuple[Path, Path]:

@@ -27,7 +27,7 @@ def test_folder_with_canonical_or_allennlp_names(tmp_path, reference_options, re
     assert loaders.resolve_source(str(allen / "elmo_x_options.json"))[1] == allen / "elmo_x_weights.hdf5"
     shutil.copy(reference_options, allen / "elmo_y_options.json")
     shutil.copy(reference_weights, allen / "elmo_y_weights.hdf5")
-    with pytest.raises(ValueError, match="several options/weights pairs"):
+    with pytest.raises(ValueError, match="is ambiguous: candidates elmo_x_options.json, elmo_y_options.json"):
         loaders.resolve_source(allen)
 
 
@@ -95,3 +95,45 @@ def test_a_local_folder_named_like_a_published_model_wins(tmp_path, monkeypatch,
     monkeypatch.setattr(loaders, "download_file", no_download)
     options, weights = loaders.resolve_source("small")
     assert (options.resolve(), weights.resolve()) == (folder / "options.json", folder / "weights.hdf5")
+
+
+@pytest.mark.parametrize(
+    "options_name, weights_name",
+    [
+        ("options262.json", "elmo_pubmed_weights_PubMed_only.hdf5"),  # PubMed release
+        ("options.json", "model.hdf5"),  # NLPL repository
+        ("elmo_2x1024_options.json", "elmo_2x1024_weights.hdf5"),  # AllenNLP
+    ],
+)
+def test_published_layouts(tmp_path, reference_options, reference_weights, options_name, weights_name):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    shutil.copy(reference_options, folder / options_name)
+    shutil.copy(reference_weights, folder / weights_name)
+    (folder / "vocab.txt").write_text("the\n")
+    assert loaders.resolve_source(folder) == (folder / options_name, folder / weights_name)
+    assert isinstance(loaders.bilm_tf_loader_v1(str(folder))(), BiLM)
+
+
+def test_zip_is_unpacked_once_and_safely(tmp_path, cache, reference_options, reference_weights):
+    import zipfile
+
+    archive = tmp_path / "223.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(reference_options, "options.json")
+        z.write(reference_weights, "model.hdf5")
+        z.writestr("README", "NLPL model 223")
+    options, weights = loaders.resolve_source(str(archive))
+    assert (options.name, weights.name) == ("options.json", "model.hdf5") and cache in options.parents
+    assert loaders.resolve_source(str(archive)) == (options, weights)  # the second time from the cache
+    assert isinstance(loaders.bilm_tf_loader_v1(str(archive))(), BiLM)
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("../../escape.json", "{}")
+    with pytest.raises(ValueError, match="unsafe path"):
+        loaders.resolve_source(str(evil))
+    assert not (tmp_path / "escape.json").exists()
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(ValueError, match="not a readable zip"):
+        loaders.resolve_source(str(broken))
