@@ -18,12 +18,13 @@ Loaders are registered in ``registry.model_loaders`` (setup.cfg entry points):
 a loader is a function of no arguments returning a :class:`~.bilm.BiLM`, so
 other formats can be added without touching the component.
 """
+import json
 import os
 import shutil
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 
 from .bilm import BiLM, load_bilm
 from .atomic_write import atomic_path
@@ -33,16 +34,16 @@ Source = Union[str, Path, Sequence[Union[str, Path]]]
 BiLMLoader = Callable[[], BiLM]
 
 CACHE_ENV = "SPACY_ELMO_CACHE"
-_BASE = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo/"
-# name -> (folder on the release server, file stem)
-PUBLISHED: Dict[str, Tuple[str, str]] = {
-    "small": ("2x1024_128_2048cnn_1xhighway", "elmo_2x1024_128_2048cnn_1xhighway"),
-    "medium": ("2x2048_256_2048cnn_1xhighway", "elmo_2x2048_256_2048cnn_1xhighway"),
-    "original": ("2x4096_512_2048cnn_2xhighway", "elmo_2x4096_512_2048cnn_2xhighway"),
-    "original-5.5b": ("2x4096_512_2048cnn_2xhighway_5.5B", "elmo_2x4096_512_2048cnn_2xhighway_5.5B"),
-}
-# Output width (2 x projection_dim) of each published model.
-PUBLISHED_WIDTH = {"small": 256, "medium": 512, "original": 1024, "original-5.5b": 1024}
+
+def catalogue() -> List[Dict[str, Any]]:
+    """The published models this package knows by name (``spacy_elmo/models.json``)."""
+    return json.loads((Path(__file__).parent / "models.json").read_text(encoding="utf8"))["models"]
+
+
+# name -> its row of the catalogue
+PUBLISHED: Dict[str, Dict[str, Any]] = {row["name"]: row for row in catalogue()}
+# Output width (2 x projection_dim) of each published model whose width is known.
+PUBLISHED_WIDTH = {name: row["width"] for name, row in PUBLISHED.items() if row.get("width")}
 
 
 def cache_dir() -> Path:
@@ -54,11 +55,8 @@ def cache_dir() -> Path:
 
 def published_urls(name: str) -> Dict[str, str]:
     """``{"options.json": url, "weights.hdf5": url}`` of a published model."""
-    folder, stem = PUBLISHED[name]
-    return {
-        "options.json": f"{_BASE}{folder}/{stem}_options.json",
-        "weights.hdf5": f"{_BASE}{folder}/{stem}_weights.hdf5",
-    }
+    row = PUBLISHED[name]
+    return {"options.json": row["options"], "weights.hdf5": row["weights"]}
 
 
 def resolve_source(source: Source, *, download: bool = True) -> Tuple[Path, Path]:

@@ -48,7 +48,36 @@ def test_published_names_map_to_allennlp_release_addresses():
     urls = loaders.published_urls("original")
     assert urls["options.json"].endswith("2x4096_512_2048cnn_2xhighway/elmo_2x4096_512_2048cnn_2xhighway_options.json")
     assert urls["weights.hdf5"].endswith("2x4096_512_2048cnn_2xhighway/elmo_2x4096_512_2048cnn_2xhighway_weights.hdf5")
-    assert set(loaders.PUBLISHED) == set(loaders.PUBLISHED_WIDTH) == {"small", "medium", "original", "original-5.5b"}
+    assert {"small", "medium", "original", "original-5.5b", "pubmed", "pt"} <= set(loaders.PUBLISHED)
+    assert loaders.PUBLISHED_WIDTH["small"] == 256 and loaders.PUBLISHED_WIDTH["original"] == 1024
+    assert loaders.published_urls("pubmed")["weights.hdf5"].endswith("_weights_PubMed_only.hdf5")
+
+
+def test_the_catalogue_is_complete_and_consistent():
+    keys = {"name", "language", "layout", "width", "size_mb", "options", "weights", "licence", "description"}
+    rows = loaders.catalogue()
+    assert len({row["name"] for row in rows}) == len(rows)
+    for row in rows:
+        assert set(row) == keys, row["name"]
+        assert row["options"].startswith("https://") and row["weights"].startswith("https://")
+        assert row["layout"] == "bilm-tf" and row["options"].endswith(".json") and row["weights"].endswith(".hdf5")
+
+
+def test_models_command_lists_names_and_the_cache(cache, capsys):
+    import json
+
+    from spacy_elmo.cli import main
+
+    (cache / "small").mkdir(parents=True)
+    for name in ("options.json", "weights.hdf5"):
+        (cache / "small" / name).write_text("x")
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "pubmed" in out and "original-5.5b" in out
+    assert main(["models", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {r["name"]: r["cached"] for r in rows}["small"] is True
+    assert {r["name"]: r["cached"] for r in rows}["original"] is False
 
 
 def test_download_once_into_the_cache(cache, monkeypatch, reference_options, reference_weights):

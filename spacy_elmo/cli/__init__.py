@@ -12,6 +12,7 @@ COMMANDS = (
     ("init-pipeline", "init_pipeline", "save a spaCy pipeline with an initialized elmo component (weights inside)"),
     ("pretrain", "pretrain", "train your own biLM on raw text (options.json + weights.hdf5 out)"),
     ("plot-metrics", "plot_metrics", "draw the learning curve of a pretraining run to PNG"),
+    ("models", "models", "list the published ELMo models known by name (and which are in the cache)"),
 )
 
 
