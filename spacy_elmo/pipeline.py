@@ -205,13 +205,21 @@ def _to_numpy(array) -> numpy.ndarray:
     return array.get() if hasattr(array, "get") else numpy.asarray(array)
 
 
+def _mean_over_words(tensor, tokens) -> numpy.ndarray:
+    """The mean of the tokens' rows, whitespace tokens left out (TF-Hub's ``default``
+    sentence vector: the mean over the words, padding excluded); zeros if no word."""
+    rows = [t.i for t in tokens if not t.is_space]
+    if not rows:
+        return numpy.zeros((tensor.shape[1],), dtype="float32")
+    return _to_numpy(tensor[rows].mean(axis=0))
+
+
 def doc_vector(doc: Doc) -> numpy.ndarray:
-    return _to_numpy(doc.tensor.mean(axis=0)) if len(doc) else numpy.zeros((doc.tensor.shape[1],), dtype="float32")
+    return _mean_over_words(doc.tensor, doc)
 
 
 def span_vector(span: Span) -> numpy.ndarray:
-    tensor = span.doc.tensor
-    return _to_numpy(tensor[span.start : span.end].mean(axis=0)) if len(span) else numpy.zeros((tensor.shape[1],), dtype="float32")
+    return _mean_over_words(span.doc.tensor, span)
 
 
 def token_vector(token: Token) -> numpy.ndarray:

@@ -150,6 +150,11 @@ def test_similarity_without_static_vectors(elmo_nlp):
     np.testing.assert_allclose(doc[1].vector, doc.tensor[1])
     np.testing.assert_allclose(doc[1:3].vector, doc.tensor[1:3].mean(0), rtol=1e-6)
     np.testing.assert_allclose(doc.vector, doc.tensor.mean(0), rtol=1e-6)
+    spaced = elmo_nlp("The  cat\n\nsat .")
+    words = [t.i for t in spaced if not t.is_space]
+    assert len(words) < len(spaced)
+    np.testing.assert_allclose(spaced.vector, spaced.tensor[words].mean(0), rtol=1e-6)
+    assert not elmo_nlp(" ").vector.any()
     a, b = doc.tensor[1], doc.tensor[5]
     assert doc[1].similarity(doc[5]) == pytest.approx(float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)), rel=1e-5)
     assert elmo_nlp("cat").similarity(elmo_nlp("cat")) == pytest.approx(1.0, abs=1e-6)
@@ -164,6 +169,11 @@ def test_vector_hooks_with_static_vectors(reference_source):
     assert doc[1].vector.shape == (32,)
     np.testing.assert_allclose(doc[1].vector, doc.tensor[1])
     np.testing.assert_allclose(doc.vector, doc.tensor.mean(0), rtol=1e-6)
+    spaced = nlp("The  cat\n\nsat .")
+    words = [t.i for t in spaced if not t.is_space]
+    assert len(words) < len(spaced)
+    np.testing.assert_allclose(spaced.vector, spaced.tensor[words].mean(0), rtol=1e-6)
+    assert not nlp(" ").vector.any()
     assert doc[0].has_vector
     off = spacy.blank("en")
     off.vocab.set_vector("cat", np.ones((5,), dtype="float32"))
