@@ -60,7 +60,7 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     E014 = "Weight file {path} could not be written: {err}."
     E015 = (
-        "Weight file {path}: dataset {name} is {what}; every ELMo vector would "
+        "Weight file {path}: dataset {name} {what}; every ELMo vector would "
         "be garbage. The file is damaged or not an ELMo weight file: download "
         "or export it again."
     )

@@ -141,14 +141,14 @@ def load_weights(model: BiLM, weights_path: PathLike) -> BiLM:
                     )
                 )
             if dataset.dtype.kind not in "fiu":
-                raise WeightFileError(Errors.E015.format(path=path, name=name, what=f"of type {dataset.dtype}, not numbers"))
+                raise WeightFileError(Errors.E015.format(path=path, name=name, what=f"is of type {dataset.dtype}, not numbers"))
             try:
                 array = dataset[...]
             except OSError as err:
                 raise WeightFileError(Errors.E011.format(path=path, err=err)) from None
             if not np.isfinite(array).all():
                 bad = int(array.size - np.isfinite(array).sum())
-                raise WeightFileError(Errors.E015.format(path=path, name=name, what=f"with {bad:,} NaN or infinite values"))
+                raise WeightFileError(Errors.E015.format(path=path, name=name, what=f"holds {bad:,} NaN or infinite values"))
             put(array)
         unused = _unused_datasets(h5, shapes)
     if unused:
