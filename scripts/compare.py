@@ -67,7 +67,10 @@ def plot(rows: list, path: Path) -> None:
         axes[2].bar(i, row["seconds"] or 0.0)
     axes[0].set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(columns))], columns)
     axes[0].set_ylabel("test score (%)")
-    axes[0].legend(fontsize=8, loc="lower right")
+    top = max((row[c] or 0.0) for row in rows for c in columns)
+    axes[0].set_ylim(0, max(top * 1.12, 1.0))  # room for the bar labels
+    # the legend below the axes, where it covers no bar or label
+    axes[0].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=len(rows), frameon=False)
     for ax, title in ((axes[1], "words/s (evaluate)"), (axes[2], "training time (s)")):
         ax.set_xticks(range(len(rows)), [row["label"] for row in rows], rotation=20, fontsize=8)
         ax.set_title(title, fontsize=10)

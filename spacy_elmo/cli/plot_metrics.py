@@ -30,17 +30,25 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         raise ValueError(f"{metrics_path} holds no evaluations yet.")
     output = args.output or metrics_path.with_name("learning_curve.png")
-    tokens = [r["tokens"] / 1e6 for r in rows]
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    scale, unit = (1e6, "millions") if rows[-1]["tokens"] >= 1e6 else (1e3, "thousands")
+    tokens = [r["tokens"] / scale for r in rows]
     fig, (ax_loss, ax_ppl) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(tokens, [r["loss"] for r in rows], marker="o", label="train loss")
-    ax_loss.set_xlabel("tokens (millions)")
+    ax_loss.set_xlabel(f"tokens ({unit})")
     ax_loss.set_ylabel("loss (nats)")
     ax_loss.set_title("training loss")
     dev = [(t, r["dev_perplexity"]) for t, r in zip(tokens, rows) if r.get("dev_perplexity")]
     if dev:
         ax_ppl.plot([t for t, _ in dev], [p for _, p in dev], marker="o", color="tab:orange")
         ax_ppl.set_yscale("log")
-    ax_ppl.set_xlabel("tokens (millions)")
+        plain = FuncFormatter(lambda value, _: f"{value:,.0f}")  # 200, 300, not 2 x 10^2
+        ax_ppl.yaxis.set_major_formatter(plain)
+        ax_ppl.yaxis.set_minor_formatter(plain)
+    ax_ppl.set_xlabel(f"tokens ({unit})")
+    for ax in (ax_loss, ax_ppl):  # a handful of ticks, never run together
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
     ax_ppl.set_ylabel("perplexity")
     ax_ppl.set_title("held-out perplexity")
     fig.tight_layout()
