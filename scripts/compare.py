@@ -49,7 +49,7 @@ def markdown(rows: list) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list, path: Path) -> None:
+def plot(rows: list, path: Path, title: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,6 +74,8 @@ def plot(rows: list, path: Path) -> None:
     for ax, title in ((axes[1], "words/s (evaluate)"), (axes[2], "training time (s)")):
         ax.set_xticks(range(len(rows)), [row["label"] for row in rows], rotation=20, fontsize=8)
         ax.set_title(title, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11, color="tab:red")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -82,12 +84,15 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path, help="output stem: writes STEM.md and STEM.png")
     parser.add_argument("--run", nargs=3, action="append", required=True, metavar=("LABEL", "METRICS_JSON", "TRAIN_DIR"))
+    parser.add_argument("--note", default="", help="a line printed above the table and as the chart's title (e.g. that a smoke run's scores mean nothing)")
     args = parser.parse_args(argv)
     rows = [load_run(label, Path(metrics), Path(train_dir)) for label, metrics, train_dir in args.run]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     table = markdown(rows)
+    if args.note:
+        table = f"**{args.note}**\n\n{table}"
     args.output.with_suffix(".md").write_text(table, encoding="utf8")
-    plot(rows, args.output.with_suffix(".png"))
+    plot(rows, args.output.with_suffix(".png"), title=args.note)
     print(table)
 
 
