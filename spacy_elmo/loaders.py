@@ -1,4 +1,20 @@
-"""Where biLM weights come from at ``[initialize]``.
+"""Where biLM weights come from, and how they reach a pipeline: the one place to read.
+
+Loading is three steps, each one function:
+
+1. **locate** -- :func:`resolve_source` turns a *source* into the
+   ``(options, weights)`` file paths (downloading a published model once);
+2. **read** -- :func:`spacy_elmo.bilm.load_bilm` builds the torch
+   :class:`~spacy_elmo.bilm.BiLM` from those files (checked, nothing unpickled);
+3. **attach** -- :func:`spacy_elmo.architectures.attach_bilm` puts it into an
+   ``ElmoTok2Vec`` model and sets every width from it.
+
+The ``elmo`` pipe's ``initialize`` runs 1 and 2 through a *loader* (a
+``registry.model_loaders`` function of no arguments returning a ``BiLM``:
+``spacy-elmo.BilmTfLoader.v1`` below, or ``[initialize.components.elmo.loader]``
+in a config), then 3. From then on the weights are part of the pipeline
+(``nlp.to_disk`` stores them), so a saved or packaged pipeline never needs the
+files again. ``source`` on the factory is only the loader's default argument.
 
 A *source* is one of:
 
@@ -10,9 +26,11 @@ A *source* is one of:
 * a ``.zip`` of such a folder (NLPL repository downloads), unpacked once into
   the cache folder;
 * the two file paths, as a list ``[options, weights]``;
-* a published English model name: ``small``, ``medium``, ``original``,
-  ``original-5.5b``, downloaded once from the AllenNLP release addresses into
-  the cache folder (``$SPACY_ELMO_CACHE``, default ``~/.cache/spacy-elmo``).
+* a published model's name (``small``, ``medium``, ``original``,
+  ``original-5.5b``, ``pubmed``, ``pt``, ...: the catalogue
+  ``spacy_elmo/models.json``), downloaded once from its publisher's address
+  into the cache folder (``$SPACY_ELMO_CACHE``, default
+  ``~/.cache/spacy-elmo``); an existing local path of the same name wins.
 
 Loaders are registered in ``registry.model_loaders`` (setup.cfg entry points):
 a loader is a function of no arguments returning a :class:`~.bilm.BiLM`, so
