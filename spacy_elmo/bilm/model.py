@@ -45,6 +45,16 @@ class BiLM(nn.Module):
         )
         self.token_cache: Optional[TokenCache] = None
 
+    def set_trainable(self, part: str) -> "BiLM":
+        """Which parameters learn: ``"none"``, ``"top"`` (the top LSTM layer),
+        ``"lstm"`` (all LSTM layers) or ``"all"``; the rest get ``requires_grad = False``."""
+        self.requires_grad_(part == "all")
+        if part == "lstm":
+            self.lstm.requires_grad_(True)
+        elif part == "top":
+            self.lstm.layers[-1].requires_grad_(True)
+        return self
+
     def set_token_cache(self, max_mb: float) -> Optional[TokenCache]:
         """Keep up to ``max_mb`` MiB of token vectors across calls (0: no cache).
 

@@ -39,14 +39,8 @@ class BiLMShim(PyTorchShim):
         """Set ``requires_grad`` of the biLM's parameters from ``fine_tune``."""
         from ..bilm import BiLM
 
-        bilm = self._model
-        if not isinstance(bilm, BiLM):
-            return
-        bilm.requires_grad_(self.fine_tune == "all")
-        if self.fine_tune == "lstm":
-            bilm.lstm.requires_grad_(True)
-        elif self.fine_tune == "top":
-            bilm.lstm.layers[-1].requires_grad_(True)
+        if isinstance(self._model, BiLM):
+            self._model.set_trainable(self.fine_tune)
 
     def finish_update(self, optimizer: Any) -> None:
         super().finish_update(LRScaledOptimizer(optimizer, self.lr_scale))

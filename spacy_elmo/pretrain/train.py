@@ -75,12 +75,6 @@ def bilm_config(model: Dict[str, Any]) -> BiLMConfig:
     )
 
 
-def _freeze_lower_layers(bilm: BiLM, frozen: bool) -> None:
-    """Everything below the top LSTM layer stops (or resumes) learning."""
-    bilm.requires_grad_(not frozen)
-    bilm.lstm.layers[-1].requires_grad_(True)
-
-
 def _atomic_save(obj: Any, path: Path) -> None:
     with atomic_path(path, fsync=True) as tmp:
         torch.save(obj, tmp)
@@ -251,8 +245,8 @@ def _pretrain(
             batches = epoch_batches(train, T["batch_tokens"], T["seed"], epoch)
         global_batch = batches[batch_index]
         mine = [train[i] for i in shard(global_batch, dist.rank, dist.world_size)]
-        if freeze_steps:
-            _freeze_lower_layers(lm.bilm, step < freeze_steps)
+        if freeze_steps:  # only the top LSTM layer (and the softmax) learn at first
+            lm.bilm.set_trainable("top" if step < freeze_steps else "all")
         trainer.train()
         optimizer.zero_grad(set_to_none=True)
         if mine:
