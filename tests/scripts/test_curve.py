@@ -45,7 +45,26 @@ def test_bad_sizes(text):
 
 
 def test_table_has_twins_and_differences():
-    rows = [{"size": 50, "sentences": 50, "baseline": {"tag_acc": 0.5, "dep_las": 0.4, "ents_f": 0.1}, "ELMo": {"tag_acc": 0.6, "dep_las": 0.35, "ents_f": None}}]
+    rows = [{"size": 50, "sentences": 50, "steps": 200, "baseline": {"tag_acc": 0.5, "dep_las": 0.4, "ents_f": 0.1}, "ELMo": {"tag_acc": 0.6, "dep_las": 0.35, "ents_f": None}}]
     table = curve.markdown(rows).splitlines()
-    assert table[0].startswith("| train sentences | TAG twin | TAG ELMo | TAG Δ")
-    assert table[2] == "| 50 | 50.00 | 60.00 | +10.00 | 40.00 | 35.00 | -5.00 | 10.00 | – | – |"
+    assert table[0].startswith("| train sentences | steps | TAG twin | TAG ELMo | TAG Δ")
+    assert table[2] == "| 50 | 200 | 50.00 | 60.00 | +10.00 | 40.00 | 35.00 | -5.00 | 10.00 | – | – |"
+
+
+def test_steps_one_for_all_or_one_per_size():
+    assert curve.parse_steps("2000", [500, 1000, 0]) == [2000, 2000, 2000]
+    assert curve.parse_steps("1500,1500,3000", [500, 1000, 0]) == [1500, 1500, 3000]
+
+
+@pytest.mark.parametrize("text", ["1500,3000", "x", "-5"])
+def test_bad_steps_name_the_sizes(text):
+    with pytest.raises(SystemExit, match="--steps.*3 sizes: 500,1000,0"):
+        curve.parse_steps(text, [500, 1000, 0])
+
+
+def test_a_kept_run_counts_only_for_the_same_steps(tmp_path, capsys):
+    (tmp_path / "result.json").write_text('{"tag_acc": 0.9, "steps": 1500}')
+    assert curve.kept_result(tmp_path, 1500)["tag_acc"] == 0.9
+    assert curve.kept_result(tmp_path, 3000) is None
+    assert "trained for 1500 steps, 3000 asked" in capsys.readouterr().out
+    assert curve.kept_result(tmp_path / "missing", 1500) is None
