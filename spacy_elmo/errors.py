@@ -107,7 +107,7 @@ class Errors(metaclass=ErrorsWithCodes):
     E042 = (
         "ELMo folder {path} holds no options/weights pair: expected options.json "
         "+ weights.hdf5, one *options*.json + one *weights*.hdf5 (AllenNLP, "
-        "PubMed, options262.json) or options.json + model.hdf5 (NLPL). Found: {found}."
+        "PubMed, options262.json) or options.json + model.hdf5 (NLPL), or ELMoForManyLangs' config.json, char.dic, word.dic, token_embedder.pkl, encoder.pkl. Found: {found}."
     )
     E043 = (
         "ELMo folder {path} is ambiguous: candidates {found}. Pass the two file "
@@ -138,4 +138,39 @@ class Errors(metaclass=ErrorsWithCodes):
     E049 = (
         "Spans from get_spans must lie inside their doc and hold at least one "
         "token; got span [{start}:{end}] for a doc of {length} tokens."
+    )
+    # ELMoForManyLangs folders (bilm/efml.py)
+    E070 = (
+        "ELMoForManyLangs dictionary {file} has no entry {mark!r}: EFML's models "
+        "need {marks}. The file is incomplete; download the model again."
+    )
+    E071 = (
+        "ELMoForManyLangs model file {path} not found. An EFML folder ({folder}) "
+        "holds {files} as the model's zip unpacks them."
+    )
+    E072 = "Cannot read ELMoForManyLangs file {path}: {err}. The file is damaged; download the model again."
+    E073 = (
+        "ELMoForManyLangs folder: {path} names the architecture file {name!r}, "
+        "which is neither in the folder nor one EFML ships ({known}). Put that "
+        "JSON file (with 'token_embedder' and 'encoder') next to config.json."
+    )
+    E074 = "ELMoForManyLangs model {path}: {what} is not supported (only the published cnn token embedder + elmo encoder)."
+    E075 = (
+        "Cannot read ELMoForManyLangs weights {path} safely: {err}. Only tensors "
+        "are read from .pkl files (torch.load weights_only=True), never code; a "
+        "file that needs more is not a model file. Download the model again."
+    )
+    E076 = (
+        "ELMoForManyLangs weights {path}: tensor {key!r} {what}. The .pkl files "
+        "do not fit the folder's config.json / dictionaries; download the model again."
+    )
+    E077 = (
+        "This biLM ({what}) has no bilm-tf options.json + HDF5 form: its token "
+        "encoder has a word embedding and dictionaries. Keep it in a spaCy "
+        "pipeline (nlp.to_disk) or its ELMoForManyLangs folder."
+    )
+    E078 = (
+        "An ELMoForManyLangs biLM (char_cnn.ids = 'efml') needs its dictionaries: "
+        "the config says {chars} characters and {words} words, the vocab given has {sizes}. "
+        "Load it with spacy_elmo.bilm.load_efml(folder)."
     )

@@ -4,8 +4,11 @@ Loading is three steps, each one function:
 
 1. **locate** -- :func:`resolve_source` turns a *source* into the
    ``(options, weights)`` file paths (downloading a published model once);
+   an ELMoForManyLangs folder is located by :func:`efml_folder`;
 2. **read** -- :func:`spacy_elmo.bilm.load_bilm` builds the torch
-   :class:`~spacy_elmo.bilm.BiLM` from those files (checked, nothing unpickled);
+   :class:`~spacy_elmo.bilm.BiLM` from those files, or
+   :func:`spacy_elmo.bilm.load_efml` from an EFML folder (checked, nothing
+   unpickled); :func:`load_source` does 1 and 2 for any source;
 3. **attach** -- :func:`spacy_elmo.architectures.attach_bilm` puts it into an
    ``ElmoTok2Vec`` model and sets every width from it.
 
@@ -25,6 +28,8 @@ A *source* is one of:
   else an error lists the candidates);
 * a ``.zip`` of such a folder (NLPL repository downloads), unpacked once into
   the cache folder;
+* an ELMoForManyLangs folder (``config.json``, ``char.dic``, ``word.dic``,
+  ``token_embedder.pkl``, ``encoder.pkl``) or its ``.zip``;
 * the two file paths, as a list ``[options, weights]``;
 * a published model's name (``small``, ``medium``, ``original``,
   ``original-5.5b``, ``pubmed``, ``pt``, ...: the catalogue
@@ -44,7 +49,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 
-from .bilm import BiLM, load_bilm
+from .bilm import BiLM, is_efml_folder, load_bilm, load_efml
 from .atomic_write import atomic_path
 from .errors import Errors
 
@@ -64,6 +69,15 @@ PUBLISHED: Dict[str, Dict[str, Any]] = {row["name"]: row for row in catalogue()}
 PUBLISHED_WIDTH = {name: row["width"] for name, row in PUBLISHED.items() if row.get("width")}
 
 
+def published_names() -> str:
+    """The catalogue's names for an error message (the ELMoForManyLangs languages as one pattern)."""
+    efml = [name for name, row in PUBLISHED.items() if row["layout"] == "efml"]
+    names = [name for name in PUBLISHED if name not in efml]
+    if efml:
+        names.append(f"efml-<language> ({len(efml)} languages, e.g. efml-de)")
+    return ", ".join(names) + "; python -m spacy_elmo models lists them"
+
+
 def cache_dir() -> Path:
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
@@ -72,8 +86,11 @@ def cache_dir() -> Path:
 
 
 def published_urls(name: str) -> Dict[str, str]:
-    """``{"options.json": url, "weights.hdf5": url}`` of a published model."""
+    """The files of a published model and their addresses: ``{"options.json": url,
+    "weights.hdf5": url}`` (bilm-tf layout) or ``{"model.zip": url}`` (ELMoForManyLangs)."""
     row = PUBLISHED[name]
+    if row["layout"] == "efml":
+        return {"model.zip": row["zip"]}
     return {"options.json": row["options"], "weights.hdf5": row["weights"]}
 
 
@@ -81,12 +98,14 @@ def resolve_source(source: Source, *, download: bool = True) -> Tuple[Path, Path
     """The ``(options, weights)`` paths of a source (downloading a published model if needed)."""
     if isinstance(source, (list, tuple)):
         if len(source) != 2:
-            raise ValueError(Errors.E041.format(source=source, names=", ".join(PUBLISHED)))
+            raise ValueError(Errors.E041.format(source=source, names=published_names()))
         return Path(source[0]), Path(source[1])
     text = str(source)
     path = Path(text).expanduser()
     # an existing file or folder wins over a published name (a local folder "small")
     if text.lower() in PUBLISHED and not path.exists():
+        if PUBLISHED[text.lower()]["layout"] == "efml":
+            raise ValueError(f"{text} is an ELMoForManyLangs model: it has no options/weights pair. Load it with load_source({text!r}).")
         return fetch_published(text.lower(), download=download)
     if path.is_dir():
         return _pair_in_folder(path)
@@ -95,7 +114,7 @@ def resolve_source(source: Source, *, download: bool = True) -> Tuple[Path, Path
     if path.is_file() and path.name.endswith("options.json"):
         weights = path.with_name(path.name[: -len("options.json")] + "weights.hdf5")
         return path, weights
-    raise ValueError(Errors.E041.format(source=text, names=", ".join(PUBLISHED)))
+    raise ValueError(Errors.E041.format(source=text, names=published_names()))
 
 
 def _options_files(folder: Path) -> List[Path]:
@@ -170,7 +189,13 @@ def _unpacked_zip(path: Path) -> Path:
 
 
 def fetch_published(name: str, *, download: bool = True) -> Tuple[Path, Path]:
-    """Paths of a published model in the cache, downloading missing files once."""
+    """``(options, weights)`` of a published bilm-tf model in the cache, downloading missing files once."""
+    paths = fetch_published_files(name, download=download)
+    return paths["options.json"], paths["weights.hdf5"]
+
+
+def fetch_published_files(name: str, *, download: bool = True) -> Dict[str, Path]:
+    """Every file of a published model in the cache (see :func:`published_urls`), downloading missing ones once."""
     target = cache_dir() / name
     urls = published_urls(name)
     paths = {filename: target / filename for filename in urls}
@@ -185,7 +210,7 @@ def fetch_published(name: str, *, download: bool = True) -> Tuple[Path, Path]:
         except OSError as err:  # URLError is an OSError
             files = "\n".join(f"  {urls[f]}\n    -> {paths[f]}" for f in missing)
             raise OSError(Errors.E044.format(name=name, err=err, files=files, env=CACHE_ENV)) from None
-    return paths["options.json"], paths["weights.hdf5"]
+    return paths
 
 
 def download_file(url: str, path: Path, *, timeout: float = 20.0) -> None:
@@ -207,6 +232,29 @@ def download_file(url: str, path: Path, *, timeout: float = 20.0) -> None:
             raise OSError(f"the download of {url} stopped after {written:,} of {total:,} bytes")
 
 
+def efml_folder(source: Source) -> Union[Path, None]:
+    """The folder of an ELMoForManyLangs source (a folder or its .zip), else ``None``."""
+    if isinstance(source, (list, tuple)):
+        return None
+    text = str(source)
+    path = Path(text).expanduser()
+    row = PUBLISHED.get(text.lower())
+    if row is not None and row["layout"] == "efml" and not path.exists():
+        path = fetch_published_files(text.lower())["model.zip"]
+    if path.is_file() and path.suffix.lower() == ".zip":
+        path = _unpacked_zip(path)
+    return path if is_efml_folder(path) else None
+
+
+def load_source(source: Source) -> BiLM:
+    """The biLM of any source: bilm-tf / AllenNLP files, a published name, a zip, an EFML folder."""
+    folder = efml_folder(source)
+    if folder is not None:
+        return load_efml(folder)
+    options, weights = resolve_source(source)
+    return load_bilm(options, weights)
+
+
 def bilm_tf_loader_v1(source: Source = "small") -> BiLMLoader:
     """Registered as ``spacy-elmo.BilmTfLoader.v1``: options.json + HDF5 from any source."""
 
@@ -217,3 +265,23 @@ def bilm_tf_loader_v1(source: Source = "small") -> BiLMLoader:
     load.source = source  # type: ignore[attr-defined]
     return load
 
+
+def elmo_loader_v1(source: Source = "small") -> BiLMLoader:
+    """Registered as ``spacy-elmo.ElmoLoader.v1``: any source (:func:`load_source`), the component's default."""
+
+    def load() -> BiLM:
+        return load_source(source)
+
+    load.source = source  # type: ignore[attr-defined]
+    return load
+
+
+def efml_loader_v1(folder: str) -> BiLMLoader:
+    """Registered as ``spacy-elmo.EFMLLoader.v1``: an ELMoForManyLangs model folder (or its .zip)."""
+
+    def load() -> BiLM:
+        found = efml_folder(folder)
+        return load_efml(found if found is not None else folder)
+
+    load.source = folder  # type: ignore[attr-defined]
+    return load

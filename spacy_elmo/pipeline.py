@@ -137,13 +137,15 @@ class ElmoComponent(Tok2Vec):
         """Read the biLM weights (from ``loader``, else from ``source``) and initialize the mix.
 
         loader: a ``registry.model_loaders`` function of no arguments returning a
-            :class:`~spacy_elmo.bilm.BiLM`, e.g. ``spacy-elmo.BilmTfLoader.v1``.
+            :class:`~spacy_elmo.bilm.BiLM`, e.g. ``spacy-elmo.BilmTfLoader.v1``
+            or ``spacy-elmo.EFMLLoader.v1`` (default: ``spacy-elmo.ElmoLoader.v1``
+            of ``source``, which takes every layout).
         """
         from .architectures import attach_bilm
-        from .loaders import bilm_tf_loader_v1
+        from .loaders import elmo_loader_v1
 
         if loader is None:
-            loader = bilm_tf_loader_v1(self.source)
+            loader = elmo_loader_v1(self.source)
         bilm = loader()
         described = getattr(loader, "source", self.source)
         attach_bilm(self.elmo_model, bilm, name=self.name, source=repr(described))

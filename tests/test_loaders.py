@@ -38,7 +38,7 @@ def test_folder_with_one_options_and_one_weights_file(reference_dir, reference_o
 
 def test_pair_and_unknown(reference_options, reference_weights):
     assert loaders.resolve_source([str(reference_options), str(reference_weights)]) == (reference_options, reference_weights)
-    with pytest.raises(ValueError, match="Unknown ELMo source 'smal'.*small, medium, original, original-5.5b"):
+    with pytest.raises(ValueError, match="Unknown ELMo source 'smal'.*small, medium, original, original-5.5b.*efml-<language> \\(44 languages"):
         loaders.resolve_source("smal")
     with pytest.raises(ValueError, match="Unknown ELMo source"):
         loaders.resolve_source(["only-one"])
@@ -58,9 +58,37 @@ def test_the_catalogue_is_complete_and_consistent():
     rows = loaders.catalogue()
     assert len({row["name"] for row in rows}) == len(rows)
     for row in rows:
+        if row["layout"] == "efml":  # ELMoForManyLangs: one zip per language in the NLPL repository
+            assert set(row) == keys - {"options", "weights"} | {"zip", "nlpl_id"}, row["name"]
+            assert row["zip"] == f"http://vectors.nlpl.eu/repository/11/{row['nlpl_id']}.zip"
+            assert row["name"] == f"efml-{row['language']}" and row["width"] == 1024
+            continue
         assert set(row) == keys, row["name"]
         assert row["options"].startswith("https://") and row["weights"].startswith("https://")
         assert row["layout"] == "bilm-tf" and row["options"].endswith(".json") and row["weights"].endswith(".hdf5")
+    efml = [row for row in rows if row["layout"] == "efml"]
+    assert len(efml) == 44 and len({row["nlpl_id"] for row in efml}) == 44
+
+
+def test_a_published_efml_name_downloads_its_zip_once(cache, monkeypatch, tmp_path):
+    import zipfile
+
+    from .bilm.efml_model import write_efml_model
+
+    folder = write_efml_model(tmp_path / "de.model")
+    archive = tmp_path / "142.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in folder.iterdir():
+            z.write(path, f"de.model/{path.name}")
+    fetched = []
+    monkeypatch.setattr(loaders, "published_urls", lambda name: fetched.append(name) or {"model.zip": archive.as_uri()})
+    bilm = loaders.load_source("efml-de")
+    assert fetched == ["efml-de"] and (cache / "efml-de" / "model.zip").is_file()
+    assert isinstance(bilm, BiLM) and bilm.config.token_ids == "efml"
+    archive.unlink()  # from the cache the second time
+    assert loaders.load_source("efml-de").config == bilm.config
+    with pytest.raises(ValueError, match="ELMoForManyLangs model"):
+        loaders.resolve_source("efml-de")
 
 
 def test_models_command_lists_names_and_the_cache(cache, capsys):

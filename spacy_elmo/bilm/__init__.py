@@ -7,6 +7,7 @@
 """
 from .chars import BOS_TOKEN, EOS_TOKEN, batch_to_ids, word_to_char_ids
 from .config import BiLMConfig, OptionsError
+from .efml import EFMLError, EFMLVocab, is_efml_folder, load_efml
 from .hdf5 import WeightFileError, load_bilm, load_weights, save_bilm, save_weights
 from .lstm import LSTMState
 from .model import BiLM, BiLMOutput
@@ -17,10 +18,14 @@ __all__ = [
     "BiLM",
     "BiLMConfig",
     "BiLMOutput",
+    "EFMLError",
+    "EFMLVocab",
     "LSTMState",
     "OptionsError",
     "WeightFileError",
     "batch_to_ids",
+    "is_efml_folder",
+    "load_efml",
     "load_bilm",
     "load_weights",
     "save_bilm",

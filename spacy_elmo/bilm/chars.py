@@ -79,11 +79,8 @@ def batch_to_ids(
     ``seq_len`` defaults to the longest sentence; padding tokens are all zeros.
     Sentence boundaries are *not* added here: the biLM adds them.
     """
-    batch: List[List[List[int]]] = []
-    for index, sentence in enumerate(sentences):
-        if isinstance(sentence, str) or not isinstance(sentence, abc.Sequence) or not all(isinstance(tok, str) for tok in sentence):
-            raise TypeError(Errors.E020.format(index=index, type=_describe(sentence)))
-        batch.append([_word_to_char_ids(tok, max_chars) for tok in sentence])
+    check_sentences(sentences)
+    batch: List[List[List[int]]] = [[_word_to_char_ids(tok, max_chars) for tok in sentence] for sentence in sentences]
     longest = max((len(s) for s in batch), default=0)
     width = longest if seq_len is None else max(seq_len, longest)
     out = torch.zeros((len(batch), width, max_chars), dtype=torch.long)
@@ -91,6 +88,13 @@ def batch_to_ids(
         if ids:
             out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
     return out
+
+
+def check_sentences(sentences: Sequence[Sequence[str]]) -> None:
+    """A clear error unless every sentence is a list of token strings."""
+    for index, sentence in enumerate(sentences):
+        if isinstance(sentence, str) or not isinstance(sentence, abc.Sequence) or not all(isinstance(tok, str) for tok in sentence):
+            raise TypeError(Errors.E020.format(index=index, type=_describe(sentence)))
 
 
 def _describe(value: object) -> str:

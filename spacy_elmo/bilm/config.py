@@ -11,6 +11,14 @@ The options file is the one bilm-tf writes and AllenNLP reads::
 Keys this model does not use (bilm-tf's training settings such as
 ``n_tokens_vocab`` or ``dropout``) are kept in :attr:`BiLMConfig.extra` so that
 :meth:`BiLMConfig.to_options` writes them back unchanged.
+
+ELMoForManyLangs models (``efml.py``) differ in their token encoder only, and
+say so with keys a bilm-tf file never has (written only when they are not the
+bilm-tf defaults, so bilm-tf options round-trip unchanged)::
+
+    "char_cnn": {..., "ids": "efml", "n_characters": 3000}   # ids from char.dic
+    "word_embedding": {"dim": 100, "n_words": 70000}         # ids from word.dic
+    "lstm": {..., "forget_bias": 0.0}                        # trained in PyTorch
 """
 import copy
 import json
@@ -22,6 +30,9 @@ from ..errors import Errors
 
 # bound on max_characters_per_token: its ids are (tokens x this) int16, allocated per batch
 MAX_CHARACTERS_PER_TOKEN = 1000
+# how tokens become ids: bilm-tf's UTF-8 bytes, or ELMoForManyLangs' char.dic / word.dic
+TOKEN_IDS = ("bytes", "efml")
+N_BYTE_IDS = 261  # bilm-tf's raw character ids 0..260 (bytes, BOS/EOS/BOW/EOW, padding)
 
 _MISSING = object()
 
@@ -49,6 +60,13 @@ class BiLMConfig:
         ``None`` for no clipping.
     use_skip_connections: add each LSTM layer's input to its output (not for
         the first layer).
+    token_ids: ``"bytes"`` (bilm-tf: a token's UTF-8 bytes) or ``"efml"``
+        (ELMoForManyLangs: code points and words looked up in its dictionaries,
+        ``n_characters`` of them; see ``efml.py``).
+    word_embedding_dim / n_words: a word embedding concatenated with the char
+        CNN's output before the projection (ELMoForManyLangs); 0 for none.
+    forget_bias: added to the forget gate at run time (TensorFlow's 1.0; 0.0 for
+        biLMs trained in PyTorch, whose bias already holds it).
     extra: every other key of the options file, written back as read.
     """
 
@@ -64,6 +82,10 @@ class BiLMConfig:
     cell_clip: Optional[float] = None
     proj_clip: Optional[float] = None
     use_skip_connections: bool = True
+    token_ids: str = "bytes"
+    word_embedding_dim: int = 0
+    n_words: int = 0
+    forget_bias: float = 1.0
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +96,21 @@ class BiLMConfig:
     def n_filters(self) -> int:
         """Width of the concatenated convolution outputs (the highway width)."""
         return sum(n for _, n in self.filters)
+
+    @property
+    def char_rows(self) -> int:
+        """Rows of the character embedding as published (our padding row 0 comes on top)."""
+        return N_BYTE_IDS if self.token_ids == "bytes" else self.n_characters
+
+    @property
+    def input_width(self) -> int:
+        """Ids per token in the model's input: the characters, then the word id if there is a word embedding."""
+        return self.max_characters_per_token + (1 if self.word_embedding_dim else 0)
+
+    @property
+    def has_projection(self) -> bool:
+        """bilm-tf projects the token vector only if its width is not ``projection_dim``; ELMoForManyLangs always does."""
+        return self.token_ids != "bytes" or self.word_embedding_dim > 0 or self.n_filters != self.projection_dim
 
     @property
     def output_dim(self) -> int:
@@ -122,6 +159,18 @@ class BiLMConfig:
         for key, value in (("lstm.cell_clip", self.cell_clip), ("lstm.proj_clip", self.proj_clip)):
             if value is not None and not value > 0:
                 raise bad(key, value, "a clip value must be positive (or absent for no clipping)")
+        if self.token_ids not in TOKEN_IDS:
+            raise bad("char_cnn.ids", self.token_ids, f"use one of {', '.join(TOKEN_IDS)}")
+        for key, value in (("word_embedding.dim", self.word_embedding_dim), ("word_embedding.n_words", self.n_words)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise bad(key, value, "it must be an integer >= 0")
+        if self.word_embedding_dim and (self.token_ids != "efml" or self.n_words < 1):
+            raise bad("word_embedding", {"dim": self.word_embedding_dim, "n_words": self.n_words},
+                      'a word embedding needs char_cnn.ids = "efml" (its dictionary) and n_words >= 1')
+        if self.token_ids == "efml" and (not isinstance(self.n_characters, int) or self.n_characters < 1):
+            raise bad("char_cnn.n_characters", self.n_characters, "an efml character dictionary has at least one entry")
+        if not isinstance(self.forget_bias, (int, float)) or isinstance(self.forget_bias, bool):
+            raise bad("lstm.forget_bias", self.forget_bias, "expected a number")
 
     @classmethod
     def from_options(cls, options: Dict[str, Any], source: Union[str, Path] = "<options>") -> "BiLMConfig":
@@ -165,8 +214,12 @@ class BiLMConfig:
             activation=take("char_cnn", "activation", default="tanh"),
             n_characters=take("char_cnn", "n_characters", default=262),
             max_characters_per_token=take("char_cnn", "max_characters_per_token", default=50),
+            token_ids=take("char_cnn", "ids", default="bytes"),
+            word_embedding_dim=take("word_embedding", "dim", default=0),
+            n_words=take("word_embedding", "n_words", default=0),
+            forget_bias=take("lstm", "forget_bias", default=1.0),
         )
-        for section in ("lstm", "char_cnn"):
+        for section in ("lstm", "char_cnn", "word_embedding"):
             sub = extra.get(section)
             if isinstance(sub, dict):
                 if sub.get("embedding") == {}:
@@ -181,7 +234,7 @@ class BiLMConfig:
                     path=source, key="char_cnn.filters", value=kwargs["filters"], why="expected a list of [width, n_filters] pairs"
                 )
             ) from None
-        for key in ("cell_clip", "proj_clip"):
+        for key in ("cell_clip", "proj_clip", "forget_bias"):
             if kwargs[key] is not None:
                 try:
                     kwargs[key] = float(kwargs[key])  # type: ignore[arg-type]
@@ -231,6 +284,12 @@ class BiLMConfig:
             max_characters_per_token=self.max_characters_per_token,
             activation=self.activation,
         )
+        if self.token_ids != "bytes":
+            char_cnn["ids"] = self.token_ids
+        if self.word_embedding_dim:
+            options["word_embedding"] = {"dim": self.word_embedding_dim, "n_words": self.n_words}
+        if self.forget_bias != 1.0:
+            lstm["forget_bias"] = self.forget_bias
         return options
 
     def to_file(self, path: Union[str, Path]) -> None:

@@ -115,6 +115,7 @@ def _put_split(array: np.ndarray, w_in: torch.Tensor, w_h: torch.Tensor, n_input
 def load_weights(model: BiLM, weights_path: PathLike) -> BiLM:
     """Copy the datasets of ``weights_path`` into ``model`` (checked against its config)."""
     path = Path(weights_path)
+    _check_bilm_tf(model.config, path)
     if not path.is_file():
         raise WeightFileError(Errors.E010.format(path=path))
     try:
@@ -163,6 +164,11 @@ def _unused_datasets(h5: h5py.File, shapes: Dict[str, Tuple[int, ...]]) -> list:
     return names
 
 
+def _check_bilm_tf(config: BiLMConfig, path: Path) -> None:
+    if config.token_ids != "bytes" or config.word_embedding_dim:
+        raise WeightFileError(Errors.E077.format(what=f"char_cnn.ids = {config.token_ids!r}, for {path}"))
+
+
 def _summary(config: BiLMConfig) -> str:
     return (
         f"lstm dim {config.lstm_dim}, projection_dim {config.projection_dim}, n_layers {config.n_layers}, "
@@ -173,6 +179,7 @@ def _summary(config: BiLMConfig) -> str:
 def save_weights(model: BiLM, weights_path: PathLike) -> None:
     """Write ``model`` in the bilm-tf layout (float32, same dataset names and shapes)."""
     path = Path(weights_path)
+    _check_bilm_tf(model.config, path)
     try:
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
             for name, get, _ in _mapping(model):

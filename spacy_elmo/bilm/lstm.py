@@ -87,7 +87,7 @@ class StackedBiLSTM(nn.Module):
         super().__init__()
         self.config = config
         P, C = config.projection_dim, config.lstm_dim
-        self.layers = nn.ModuleList(BiLSTMLayer(P, C, P) for _ in range(config.n_layers))
+        self.layers = nn.ModuleList(BiLSTMLayer(P, C, P, config.forget_bias) for _ in range(config.n_layers))
 
     def zero_state(self, batch_size: int, like: Tensor) -> LSTMState:
         cfg = self.config

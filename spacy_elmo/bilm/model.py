@@ -5,19 +5,22 @@ so a token's vectors never depend on the other sequences of the batch or on
 earlier calls. The state is an explicit optional input and output only so that
 the stateful protocol of the reference implementations can be replayed.
 """
-from typing import NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import Errors
-from .chars import sentence_boundary_ids
+from .chars import batch_to_ids, sentence_boundary_ids
 from .config import BiLMConfig
 from .lstm import LSTMState, StackedBiLSTM
 from .precision import apply_precision, check_precision, precision_of
 from .precision import check_device as check_precision_device
 from .token_cache import TokenCache
 from .token_encoder import TokenEncoder
+
+if TYPE_CHECKING:
+    from .efml import EFMLVocab
 
 
 class BiLMOutput(NamedTuple):
@@ -33,17 +36,39 @@ class BiLMOutput(NamedTuple):
 
 
 class BiLM(nn.Module):
-    """Character CNN token encoder + stacked bidirectional projected LSTM."""
+    """Character CNN token encoder + stacked bidirectional projected LSTM.
 
-    def __init__(self, config: BiLMConfig) -> None:
+    vocab: the dictionaries of a biLM whose ``config.token_ids`` is ``"efml"``
+    (:class:`~.efml.EFMLVocab`); ``None`` for bilm-tf's byte ids.
+    """
+
+    def __init__(self, config: BiLMConfig, vocab: Optional["EFMLVocab"] = None) -> None:
         super().__init__()
         self.config = config
+        self.vocab = vocab
         self.token_encoder = TokenEncoder(config)
         self.lstm = StackedBiLSTM(config)
-        self.register_buffer(
-            "boundary_ids", sentence_boundary_ids(config.max_characters_per_token), persistent=False
-        )
+        max_chars = config.max_characters_per_token
+        if config.token_ids == "bytes":
+            boundaries = sentence_boundary_ids(max_chars)
+        else:
+            if vocab is None or len(vocab.chars) != config.n_characters or len(vocab.words) != config.n_words:
+                sizes = "none" if vocab is None else f"{len(vocab.chars)} characters, {len(vocab.words)} words"
+                raise ValueError(Errors.E078.format(chars=config.n_characters, words=config.n_words, sizes=sizes))
+            boundaries = vocab.boundary_ids(max_chars, bool(config.word_embedding_dim))
+        self.register_buffer("boundary_ids", boundaries, persistent=False)
         self.token_cache: Optional[TokenCache] = None
+
+    def batch_to_ids(self, sentences: Sequence[Sequence[str]], seq_len: Optional[int] = None) -> Tensor:
+        """This biLM's input for token lists: ``(batch, seq, config.input_width)`` long, right-padded.
+
+        bilm-tf's byte ids (:func:`~.chars.batch_to_ids`), or an EFML model's
+        dictionary ids (:meth:`~.efml.EFMLVocab.batch_to_ids`).
+        """
+        cfg = self.config
+        if self.vocab is None:
+            return batch_to_ids(sentences, cfg.max_characters_per_token, seq_len=seq_len)
+        return self.vocab.batch_to_ids(sentences, cfg.max_characters_per_token, bool(cfg.word_embedding_dim), seq_len)
 
     def set_trainable(self, part: str) -> "BiLM":
         """Which parameters learn: ``"none"``, ``"top"`` (the top LSTM layer),
@@ -114,7 +139,8 @@ class BiLM(nn.Module):
     ) -> BiLMOutput:
         """Run the biLM on right-padded sentences *without* boundary tokens.
 
-        char_ids: ``(batch, seq, max_chars)`` long, from :func:`~.chars.batch_to_ids`;
+        char_ids: ``(batch, seq, input_width)`` long, from :meth:`batch_to_ids`
+        (``input_width`` is ``max_chars``, plus a word id for EFML models);
         a row of zeros is a padding token. ``<S>``/``</S>`` are added around each
         sentence here and removed from the output.
         state: LSTM state to start from (rows in batch order); zeros when ``None``.
@@ -145,9 +171,9 @@ class BiLM(nn.Module):
 
     def _run(self, char_ids: Tensor, state: Optional[LSTMState], dropout: float = 0.0) -> Tuple[Tensor, Tensor, Tensor, LSTMState]:
         cfg = self.config
-        if char_ids.dim() != 3 or char_ids.shape[-1] != cfg.max_characters_per_token or char_ids.is_floating_point():
+        if char_ids.dim() != 3 or char_ids.shape[-1] != cfg.input_width or char_ids.is_floating_point():
             raise ValueError(
-                Errors.E021.format(n_chars=cfg.max_characters_per_token, shape=tuple(char_ids.shape), dtype=char_ids.dtype)
+                Errors.E021.format(n_chars=cfg.input_width, shape=tuple(char_ids.shape), dtype=char_ids.dtype)
             )
         mask = (char_ids > 0).any(dim=-1)
         lengths = mask.sum(dim=1)

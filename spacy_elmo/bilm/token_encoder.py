@@ -1,17 +1,20 @@
 """The context-independent token representation: characters -> one vector per token.
 
 char embedding -> one convolution per filter width, max-pooled over the
-characters, then ``activation`` -> highway layers -> linear projection to
-``projection_dim``. Parameters are kept in TensorFlow orientation
-(``y = x @ W + b``) where that makes the mapping to bilm-tf files a plain copy.
+characters, then ``activation`` -> highway layers -> [word embedding; that]
+(ELMoForManyLangs only) -> linear projection to ``projection_dim``. Parameters
+are kept in TensorFlow orientation (``y = x @ W + b``) where that makes the
+mapping to bilm-tf files a plain copy.
+
+A token's input row holds ``max_characters_per_token`` character ids and, when
+the config has a word embedding, its word id last (``config.input_width``).
 """
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .chars import N_RAW_CHARS
 from .config import BiLMConfig
 from .precision import addmm, mm
 
@@ -48,9 +51,9 @@ class Highway(nn.Module):
 
 
 class TokenEncoder(nn.Module):
-    """Character CNN token encoder.
+    """Character CNN token encoder (plus a word embedding when the config has one).
 
-    char_ids: ``(..., max_chars)`` long, shifted ids (0 = padding token)
+    ids: ``(..., input_width)`` long, shifted ids (0 = padding token)
     -> ``(..., projection_dim)`` float.
     """
 
@@ -58,16 +61,23 @@ class TokenEncoder(nn.Module):
         super().__init__()
         self.config = config
         dim = config.char_embedding_dim
-        # Row 0 is the padding id and stays zero; rows 1..261 are raw ids 0..260.
-        self.char_embedding = nn.Parameter(torch.randn(N_RAW_CHARS + 1, dim) * 0.1)
+        # Row 0 is the padding id and stays zero; rows 1.. are the published ids 0.. (bytes: 0..260).
+        self.char_embedding = nn.Parameter(torch.randn(config.char_rows + 1, dim) * 0.1)
         with torch.no_grad():
             self.char_embedding[0].zero_()
         self.convolutions = nn.ModuleList(nn.Conv1d(dim, n, kernel_size=width) for width, n in config.filters)
         n_filters = config.n_filters
         self.highways = nn.ModuleList(Highway(n_filters) for _ in range(config.n_highway))
-        self.has_projection = n_filters != config.projection_dim
+        self.n_chars = config.max_characters_per_token
+        self.word_embedding: Optional[nn.Parameter] = None
+        if config.word_embedding_dim:
+            # row 0: padding token (zero); rows 1..: word.dic ids 0..
+            self.word_embedding = nn.Parameter(torch.randn(config.n_words + 1, config.word_embedding_dim) * 0.1)
+            with torch.no_grad():
+                self.word_embedding[0].zero_()
+        self.has_projection = config.has_projection
         if self.has_projection:
-            self.w_proj = nn.Parameter(torch.empty(n_filters, config.projection_dim))
+            self.w_proj = nn.Parameter(torch.empty(n_filters + config.word_embedding_dim, config.projection_dim))
             self.b_proj = nn.Parameter(torch.zeros(config.projection_dim))
             nn.init.xavier_uniform_(self.w_proj)
         self._activation = torch.relu if config.activation == "relu" else torch.tanh
@@ -83,11 +93,12 @@ class TokenEncoder(nn.Module):
             return self._forward_invariant(flat).reshape(*lead, self.output_dim)
         # On CPU, small blocks of tokens keep each block's windows in cache.
         block = CPU_BLOCK if flat.device.type == "cpu" else max(flat.shape[0], 1)
+        chars = flat[:, : self.n_chars]
         if flat.shape[0] <= block:
-            x = self._convolve(flat)
+            x = self._convolve(chars)
         else:
-            x = torch.cat([self._convolve(flat[i : i + block]) for i in range(0, flat.shape[0], block)])
-        x = self._highway_and_project(x)
+            x = torch.cat([self._convolve(chars[i : i + block]) for i in range(0, flat.shape[0], block)])
+        x = self._highway_and_project(x, flat)
         return x.reshape(*lead, x.shape[-1])
 
     def _forward_invariant(self, flat: Tensor) -> Tensor:
@@ -99,13 +110,17 @@ class TokenEncoder(nn.Module):
             flat = torch.cat([flat, flat.new_zeros(padded - n, flat.shape[1])])
         out = []
         for i in range(0, padded, block):
-            out.append(self._highway_and_project(self._convolve(flat[i : i + block])))
+            rows = flat[i : i + block]
+            out.append(self._highway_and_project(self._convolve(rows[:, : self.n_chars]), rows))
         return torch.cat(out)[:n] if len(out) > 1 else out[0][:n]
 
-    def _highway_and_project(self, x: Tensor) -> Tensor:
-        """``(n, n_filters)`` -> ``(n, projection_dim)``."""
+    def _highway_and_project(self, x: Tensor, rows: Tensor) -> Tensor:
+        """``(n, n_filters)`` (and the tokens' id rows, for word ids) -> ``(n, projection_dim)``."""
         for highway in self.highways:
             x = highway(x)
+        if self.word_embedding is not None:
+            words = F.embedding(rows[:, self.n_chars], self.word_embedding)
+            x = torch.cat([words.to(x.dtype), x], dim=-1)
         return addmm(self.b_proj, x, self.w_proj) if self.has_projection else x
 
     def _convolve(self, char_ids: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from ..atomic_write import atomic_path
-from ..bilm import BiLM, batch_to_ids, load_bilm
+from ..bilm import BiLM
 from ..bilm.precision import check_precision
 from ..distributed import Distributed
 from ..errors import Errors
@@ -138,7 +138,7 @@ def _embed_batch(model: BiLM, batch: Sequence[Sequence[str]], mode: str) -> List
         return [None] * len(batch)
     device = next(model.parameters()).device
     with torch.inference_mode():
-        layers = model(batch_to_ids(batch, model.config.max_characters_per_token).to(device)).layers
+        layers = model(model.batch_to_ids(batch).to(device)).layers
     if mode == "top":
         layers = layers[-1]
     elif mode == "average":
@@ -264,23 +264,35 @@ def embed_in_parts(
     return computed
 
 
-def run_fingerprint(sentences_path: Path, weights_path: Path, mode: str, batch_size: int, precision: str) -> str:
-    """What a parts folder belongs to: input bytes, weights file (size, mtime) and settings."""
+def run_fingerprint(sentences_path: Path, weights_paths: Sequence[Path], mode: str, batch_size: int, precision: str) -> str:
+    """What a parts folder belongs to: input bytes, weight files (size, mtime) and settings."""
     digest = hashlib.sha256()
     with open(sentences_path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    stat = Path(weights_path).stat()
-    settings = [str(Path(weights_path).resolve()), stat.st_size, stat.st_mtime_ns, mode, batch_size, precision]
+    settings: list = []
+    for path in ([weights_paths] if isinstance(weights_paths, (str, Path)) else weights_paths):
+        stat = Path(path).stat()
+        settings += [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
+    settings += [mode, batch_size, precision]
     digest.update(json.dumps(settings).encode())
     return digest.hexdigest()
 
 
+class _ThreeOrFourPaths(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) not in (3, 4):
+            parser.error(f"embed takes SOURCE INPUT OUTPUT or OPTIONS WEIGHTS INPUT OUTPUT, got {len(values)} path(s): {' '.join(values)}")
+        setattr(namespace, self.dest, values)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("options", type=Path, help="options.json of the biLM")
-    parser.add_argument("weights", type=Path, help="weights.hdf5 of the biLM")
-    parser.add_argument("input", type=Path, help=".txt (whitespace-tokenised sentence per line) or .jsonl (JSON list of tokens per line)")
-    parser.add_argument("output", type=Path, help="HDF5 file to write; dataset 'i' = line i")
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", action=_ThreeOrFourPaths,
+        help="SOURCE INPUT OUTPUT, or OPTIONS WEIGHTS INPUT OUTPUT. SOURCE: any biLM source (a folder of any "
+        "published layout, a .zip, an ELMoForManyLangs folder, a published name such as 'small'); INPUT: .txt "
+        "(whitespace-tokenised sentence per line) or .jsonl (JSON list of tokens per line); OUTPUT: HDF5 file to "
+        "write, dataset 'i' = line i")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--all", dest="mode", action="store_const", const="all", help="all layers: (n_layers+1, n_tokens, dim) [default]")
     group.add_argument("--top", dest="mode", action="store_const", const="top", help="top layer: (n_tokens, dim)")
@@ -300,15 +312,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def split_paths(args: argparse.Namespace) -> None:
+    """``paths`` -> ``source`` (a source, or ``[options, weights]``), ``input``, ``output``."""
+    paths = list(args.paths)
+    if len(paths) == 4:
+        args.source, args.input, args.output = [Path(paths[0]), Path(paths[1])], Path(paths[2]), Path(paths[3])
+    elif len(paths) == 3:
+        args.source, args.input, args.output = paths[0], Path(paths[1]), Path(paths[2])
+    else:
+        raise InputError(
+            f"embed takes SOURCE INPUT OUTPUT or OPTIONS WEIGHTS INPUT OUTPUT, got {len(paths)} paths: {' '.join(paths)}."
+        )
+
+
+def model_files(source) -> List[Path]:
+    """The files a source's weights are read from (what a parts folder's fingerprint covers)."""
+    from ..loaders import efml_folder, resolve_source
+
+    folder = efml_folder(source)
+    if folder is not None:
+        return [folder / "token_embedder.pkl", folder / "encoder.pkl"]
+    return [Path(p) for p in resolve_source(source)]
+
+
 def run(args: argparse.Namespace) -> int:
+    if not hasattr(args, "source"):
+        split_paths(args)
     if args.batch_size < 1:
         raise InputError(Errors.E034.format(value=args.batch_size))
     if args.threads is not None:
         if args.threads < 1:
             raise InputError(f"--threads must be a positive number of threads, got {args.threads}.")
         torch.set_num_threads(args.threads)
-    for name in ("input", "options", "weights"):
-        if Path(args.output).resolve() == Path(getattr(args, name)).resolve():
+    for name, path in [("input", args.input)] + [("source", p) for p in (args.source if isinstance(args.source, list) else [args.source])]:
+        if Path(args.output).resolve() == Path(path).resolve():
             raise InputError(Errors.E037.format(path=args.output, what=name))
     sentences = read_sentences(args.input, args.format)
     check_precision(args.precision)
@@ -317,12 +354,14 @@ def run(args: argparse.Namespace) -> int:
     if world_size > 1 and device == "cuda":
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     check_device(device)
-    model = load_bilm(args.options, args.weights).to(device).set_precision(args.precision)
+    from ..loaders import load_source
+
+    model = load_source(args.source).to(device).set_precision(args.precision)
     cache = model.set_token_cache(args.token_cache_mb)
     if args.parts or world_size > 1:
         dist = Distributed(device)
         try:
-            run_id = run_fingerprint(args.input, args.weights, args.mode, args.batch_size, args.precision)
+            run_id = run_fingerprint(args.input, model_files(args.source), args.mode, args.batch_size, args.precision)
             embed_in_parts(model, sentences, args.output, mode=args.mode, batch_size=args.batch_size, dist=dist, run_id=run_id, progress=not args.quiet)
         finally:
             dist.close()

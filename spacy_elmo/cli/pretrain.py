@@ -71,9 +71,14 @@ def _init_from(source, config, overrides):
     """Load the biLM to continue from and put its architecture into ``config["model"]``;
     a ``--model.*`` override that contradicts it is an error naming both values."""
     from ..bilm import load_bilm
-    from ..loaders import resolve_source
+    from ..loaders import efml_folder, resolve_source
     from ..pretrain.train import model_section
 
+    if efml_folder(source) is not None:
+        raise ValueError(
+            f"--init {source}: an ELMoForManyLangs model cannot be continued here yet (its word embedding and "
+            f"dictionaries have no bilm-tf export). Continue a bilm-tf / AllenNLP biLM, or pretrain from scratch."
+        )
     options, weights = resolve_source(source)
     bilm = load_bilm(options, weights)
     given = {}

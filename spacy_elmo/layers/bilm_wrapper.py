@@ -31,6 +31,7 @@ from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from thinc.types import Floats3d
 
 from ..bilm import BiLM, BiLMConfig, batch_to_ids
+from ..bilm.efml import EFMLVocab
 from ..bilm.precision import check_precision
 from ..errors import Errors
 from .bilm_shim import FINE_TUNE, BiLMShim
@@ -210,8 +211,7 @@ def set_trainable(model: Model, fine_tune: Optional[str] = None) -> None:
 def convert_inputs(model: Model, X: InT, is_train: bool) -> Tuple[ArgsKwargs, Callable]:
     shim = model.shims[0]
     bilm = shim._model
-    max_chars = bilm.config.max_characters_per_token if isinstance(bilm, BiLM) else 50
-    ids = batch_to_ids(X, max_chars).to(shim.device)
+    ids = (bilm.batch_to_ids(X) if isinstance(bilm, BiLM) else batch_to_ids(X)).to(shim.device)
     return ArgsKwargs(args=(ids,), kwargs={}), lambda d_inputs: []
 
 
@@ -235,7 +235,10 @@ def serialize_bilm(module: torch.nn.Module) -> bytes:
         return b""
     buffer = BytesIO()
     state = {name: tensor.detach().cpu() for name, tensor in module.state_dict().items()}
-    torch.save({"options": json.dumps(module.config.to_options()), "state": state}, buffer)
+    saved = {"options": json.dumps(module.config.to_options()), "state": state}
+    if module.vocab is not None:  # an ELMoForManyLangs biLM's dictionaries
+        saved["vocab"] = json.dumps(module.vocab.to_dict())
+    torch.save(saved, buffer)
     return buffer.getvalue()
 
 
@@ -245,7 +248,8 @@ def deserialize_bilm(module: torch.nn.Module, data: bytes, device: torch.device)
         return module
     saved = torch.load(BytesIO(data), map_location=device, weights_only=True)
     config = BiLMConfig.from_options(json.loads(saved["options"]), source="<serialized pipeline>")
-    bilm = BiLM(config)
+    vocab = EFMLVocab.from_dict(json.loads(saved["vocab"])) if "vocab" in saved else None
+    bilm = BiLM(config, vocab=vocab)
     bilm.load_state_dict(saved["state"])
     # frozen until the layer's "trainable" attribute says otherwise (see set_trainable)
     return bilm.to(device).requires_grad_(False).eval()

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..bilm import BiLM, batch_to_ids
+from ..bilm import BiLM
 from .vocab import WordVocab
 
 # Below this vocabulary size a full softmax is cheap and exact.
@@ -56,7 +56,7 @@ class BiLMLanguageModel(nn.Module):
 
     def forward(self, sentences: Sequence[Sequence[str]]) -> LMLoss:
         device = next(self.parameters()).device
-        char_ids = batch_to_ids(sentences, self.bilm.config.max_characters_per_token).to(device)
+        char_ids = self.bilm.batch_to_ids(sentences).to(device)
         hidden, lengths = self.bilm.lm_hidden(char_ids, dropout=self.dropout if self.training else 0.0)
         P = self.bilm.config.projection_dim
         if self.training and self.dropout > 0:

@@ -164,3 +164,22 @@ def test_precision_flag(tmp_path, reference_options, reference_weights, txt_inpu
     monkeypatch.setattr("spacy_elmo.bilm.precision.bf16_is_fast", lambda device: False)
     assert _run(reference_options, reference_weights, txt_input, tmp_path / "y.hdf5", "--precision", "bf16") == 1
     assert "needs native bfloat16" in capsys.readouterr().err
+
+
+def test_one_source_argument_takes_any_layout(tmp_path, reference_options, reference_bilm, txt_input):
+    """embed SOURCE INPUT OUTPUT: the folder of the bilm-tf pair, or an ELMoForManyLangs folder."""
+    from ..bilm.efml_model import write_efml_model
+    from spacy_elmo.bilm import load_efml
+
+    assert main(["embed", str(reference_options.parent), str(txt_input), str(tmp_path / "a.hdf5"), "--quiet"]) == 0
+    assert main(["embed", str(reference_options), str(reference_options.parent / "lm_weights.hdf5"), str(txt_input),
+                 str(tmp_path / "b.hdf5"), "--quiet"]) == 0
+    with h5py.File(tmp_path / "a.hdf5", "r") as a, h5py.File(tmp_path / "b.hdf5", "r") as b:
+        assert sorted(a) == sorted(b) and all(np.array_equal(a[k][...], b[k][...]) for k in a)
+    folder = write_efml_model(tmp_path / "efml")
+    assert main(["embed", str(folder), str(txt_input), str(tmp_path / "c.hdf5"), "--quiet", "--top"]) == 0
+    bilm = load_efml(folder)
+    first = txt_input.read_text(encoding="utf8").splitlines()[0].split()
+    with h5py.File(tmp_path / "c.hdf5", "r") as c, torch.no_grad():
+        expected = bilm(bilm.batch_to_ids([first])).layers[-1, 0].numpy()
+        np.testing.assert_allclose(c["0"][...], expected, atol=1e-6)
