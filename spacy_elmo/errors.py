@@ -174,3 +174,8 @@ class Errors(metaclass=ErrorsWithCodes):
         "the config says {chars} characters and {words} words, the vocab given has {sizes}. "
         "Load it with spacy_elmo.bilm.load_efml(folder)."
     )
+    E079 = (
+        "Cached model file {path} has changed since it was downloaded (SHA-256 "
+        "{actual}, recorded {expected} in {record}). Delete both files to "
+        "download it again."
+    )

@@ -200,23 +200,63 @@ def fetch_published_files(name: str, *, download: bool = True) -> Dict[str, Path
     urls = published_urls(name)
     paths = {filename: target / filename for filename in urls}
     missing = [filename for filename, path in paths.items() if not path.is_file()]
+    present = [filename for filename in paths if filename not in missing]
     if missing:
         try:
             if not download:
                 raise OSError("downloads are disabled")
             target.mkdir(parents=True, exist_ok=True)
             for filename in missing:
-                download_file(urls[filename], paths[filename])
+                digest = download_file(urls[filename], paths[filename])
+                record_sha256(paths[filename], digest)
         except OSError as err:  # URLError is an OSError
             files = "\n".join(f"  {urls[f]}\n    -> {paths[f]}" for f in missing)
             raise OSError(Errors.E044.format(name=name, err=err, files=files, env=CACHE_ENV)) from None
+    for filename in present:
+        verify_sha256(paths[filename])
     return paths
 
 
-def download_file(url: str, path: Path, *, timeout: float = 20.0) -> None:
-    """Stream ``url`` to ``path`` with a progress bar; the file appears only when complete."""
+def _sha256_of(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_sha256(path: Path, digest: str) -> None:
+    """Keep a downloaded file's SHA-256 beside it (``NAME.sha256``) for :func:`verify_sha256`."""
+    with atomic_path(path.with_name(path.name + ".sha256")) as tmp:
+        tmp.write_text(digest + "\n", encoding="utf8")
+
+
+def verify_sha256(path: Path) -> None:
+    """A cached file must still have the SHA-256 recorded at its download (a file put there
+    by hand is recorded at its first use)."""
+    record = path.with_name(path.name + ".sha256")
+    actual = _sha256_of(path)
+    if not record.is_file():
+        record_sha256(path, actual)
+        return
+    expected = record.read_text(encoding="utf8").strip()
+    if actual != expected:
+        raise OSError(Errors.E079.format(path=path, expected=expected, actual=actual, record=record))
+
+
+def download_file(url: str, path: Path, *, timeout: float = 20.0) -> str:
+    """Stream ``url`` to ``path`` with a progress bar; the file appears only when complete.
+
+    ``timeout``: seconds to connect and for each read (a stalled server is an error).
+    Returns the file's SHA-256 (hex).
+    """
+    import hashlib
+
     from tqdm import tqdm
 
+    digest = hashlib.sha256()
     with atomic_path(path) as tmp, urllib.request.urlopen(url, timeout=timeout) as response, tmp.open("wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
         written = 0
@@ -226,10 +266,12 @@ def download_file(url: str, path: Path, *, timeout: float = 20.0) -> None:
                 if not chunk:
                     break
                 out.write(chunk)
+                digest.update(chunk)
                 written += len(chunk)
                 bar.update(len(chunk))
         if total is not None and written != total:
             raise OSError(f"the download of {url} stopped after {written:,} of {total:,} bytes")
+    return digest.hexdigest()
 
 
 def efml_folder(source: Source) -> Union[Path, None]:

@@ -44,3 +44,31 @@ def test_a_truncated_download_is_an_error_and_leaves_no_file(tmp_path):
     finally:
         thread.join(timeout=10)
         server.server_close()
+
+
+class _Stalling(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b"x" * 10)
+        self.wfile.flush()
+        self.server.release.wait(10)  # then nothing more for longer than the client waits
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_stalled_download_times_out_and_leaves_no_file(tmp_path):
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Stalling)
+    server.release = threading.Event()
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(OSError, match="timed out"):
+            loaders.download_file(f"http://127.0.0.1:{server.server_port}/w", tmp_path / "weights.hdf5", timeout=0.5)
+        assert not list(tmp_path.iterdir())
+    finally:
+        server.release.set()
+        thread.join(timeout=10)
+        server.server_close()

@@ -125,6 +125,16 @@ def test_download_once_into_the_cache(cache, monkeypatch, reference_options, ref
     assert loaders.resolve_source("SMALL") == (options, weights)
     bilm = loaders.bilm_tf_loader_v1("small")()
     assert isinstance(bilm, BiLM) and bilm.config.output_dim == 32
+    # the SHA-256 of each file is recorded at download and checked at every later load
+    import hashlib
+
+    record = cache / "small" / "weights.hdf5.sha256"
+    assert record.read_text().strip() == hashlib.sha256(reference_weights.read_bytes()).hexdigest()
+    with weights.open("r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01")
+    with pytest.raises(OSError, match=r"weights\.hdf5 has changed since it was downloaded.*Delete both files"):
+        loaders.resolve_source("small")
 
 
 def test_offline_error_names_the_files_and_where_to_put_them(cache, monkeypatch, tmp_path):
