@@ -76,8 +76,10 @@ def make_elmo(
     set_vector_hooks: make ``token.vector``, ``span.vector``, ``doc.vector`` and
         ``similarity`` use the ELMo vectors through user hooks, also when the vocab
         has static vectors (without them spaCy falls back to ``doc.tensor`` anyway,
-        but warns W007 on similarity). Hooks are not serialized with a doc; the
-        fallback then still applies where the vocab has no vectors.
+        but warns W007 on similarity). Hooks are not serialized with a doc: docs
+        from ``nlp.pipe(n_process=N)`` come back without them (the workers do not
+        set them, so spaCy's W109 does not fire); ``install_vector_hooks(doc)``
+        puts them back.
     threads: torch CPU threads while this component computes (0: torch's
         setting, one per core); 1 is fastest on a machine shared with other
         busy processes (see README, "Speed").
@@ -182,7 +184,9 @@ class ElmoComponent(Tok2Vec):
             return super().update(examples, drop=drop, sgd=sgd, losses=losses)
 
     def set_annotations(self, docs: Sequence[Doc], tokvecses: Sequence[Floats2d]) -> None:
-        hooks = self.set_vector_hooks
+        # In a worker of nlp.pipe(n_process=N) every doc is serialized back to the main
+        # process, which drops hooks (spaCy warns W109 per doc): do not set them there.
+        hooks = self.set_vector_hooks and not in_spacy_worker()
         for doc, tokvecs in zip(docs, tokvecses):
             assert tokvecs.shape[0] == len(doc)
             doc.tensor = tokvecs
@@ -190,8 +194,20 @@ class ElmoComponent(Tok2Vec):
                 install_vector_hooks(doc)
 
 
+def in_spacy_worker() -> bool:
+    """True in a process that ``nlp.pipe(n_process=N)`` started (its target is spaCy's ``_apply_pipes``)."""
+    import multiprocessing
+
+    target = getattr(multiprocessing.current_process(), "_target", None)
+    return getattr(target, "__name__", "") == "_apply_pipes" and getattr(target, "__module__", "") == "spacy.language"
+
+
 def install_vector_hooks(doc: Doc) -> None:
-    """Make vectors and similarity of ``doc`` and its spans and tokens come from ``doc.tensor``."""
+    """Make vectors and similarity of ``doc`` and its spans and tokens come from ``doc.tensor``.
+
+    The ``elmo`` component does this itself; call it on docs that lost their hooks
+    (``nlp.pipe(n_process=N)`` returns docs without them, as hooks are not serialized).
+    """
     doc.user_hooks["vector"] = doc_vector
     doc.user_hooks["has_vector"] = has_tensor
     doc.user_span_hooks["vector"] = span_vector
