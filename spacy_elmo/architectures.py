@@ -200,6 +200,11 @@ def elmo_with_tok2vec_v1(elmo: Model[InT, OutT], tok2vec: Model[InT, OutT], widt
 
     With ``tok2vec`` the baseline's own tok2vec and ``width`` its width, the
     downstream components are exactly the baseline's: a fair comparison.
+
+    elmo: the ELMo part, a ``spacy-elmo.ElmoTok2Vec`` model.
+    tok2vec: the other token representation (e.g. ``spacy.Tok2Vec.v2`` with hash embeddings).
+    width: output width.
+    maxout_pieces: pieces of the maxout that combines the two.
     """
     if not isinstance(width, int) or width < 1:
         raise ValueError(Errors.E047.format(what="width", value=width, why="it must be a positive integer"))
@@ -224,6 +229,10 @@ def elmo_with_tok2vec_v2(
     """ELMo (``elmo``, an ElmoTok2Vec) beside another token representation
     (``tok2vec``, e.g. the baseline's own hash-embedding CNN), ``width`` wide.
 
+    elmo: the ELMo part, a ``spacy-elmo.ElmoTok2Vec`` model.
+    tok2vec: the other token representation (e.g. ``spacy.Tok2Vec.v2`` with hash embeddings).
+    width: output width.
+    maxout_pieces: pieces of the maxout (``combine = "maxout"`` only).
     combine: ``"residual"``: ``tok2vec(docs) + Linear(ELMo)``, the linear layer
         starting at zero, so the untrained model is the baseline and ELMo is
         added only as far as training finds it useful (``tok2vec`` must be
@@ -331,6 +340,7 @@ def elmo_task_mix_v1(
     tok2vec). The component gets its own scalar mix, dropout and
     zero-initialised projection added to the shared tok2vec vector.
 
+    tok2vec: the listener on the ``elmo`` component (``spacy.Tok2VecListener.v1``).
     elmo_layers: biLM layers in the upstream's vectors (3 for a 2-layer biLM).
     tok2vec_width: width of the upstream's tok2vec part, which is also this
         layer's output width (0: no tok2vec part; the output is the mixed ELMo).

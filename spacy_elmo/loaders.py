@@ -298,7 +298,10 @@ def load_source(source: Source) -> BiLM:
 
 
 def bilm_tf_loader_v1(source: Source = "small") -> BiLMLoader:
-    """Registered as ``spacy-elmo.BilmTfLoader.v1``: options.json + HDF5 from any source."""
+    """Registered as ``spacy-elmo.BilmTfLoader.v1``: options.json + HDF5 from any source.
+
+    source: a folder, a ``.zip``, ``[options, weights]`` or a published name of the bilm-tf layout.
+    """
 
     def load() -> BiLM:
         options, weights = resolve_source(source)
@@ -309,7 +312,11 @@ def bilm_tf_loader_v1(source: Source = "small") -> BiLMLoader:
 
 
 def elmo_loader_v1(source: Source = "small") -> BiLMLoader:
-    """Registered as ``spacy-elmo.ElmoLoader.v1``: any source (:func:`load_source`), the component's default."""
+    """Registered as ``spacy-elmo.ElmoLoader.v1``: any source (:func:`load_source`), the component's default.
+
+    source: a folder or ``.zip`` of any layout (bilm-tf, AllenNLP, PubMed, NLPL, ELMoForManyLangs),
+        ``[options, weights]``, or a published name (``python -m spacy_elmo models``).
+    """
 
     def load() -> BiLM:
         return load_source(source)
@@ -319,7 +326,10 @@ def elmo_loader_v1(source: Source = "small") -> BiLMLoader:
 
 
 def efml_loader_v1(folder: str) -> BiLMLoader:
-    """Registered as ``spacy-elmo.EFMLLoader.v1``: an ELMoForManyLangs model folder (or its .zip)."""
+    """Registered as ``spacy-elmo.EFMLLoader.v1``: an ELMoForManyLangs model folder (or its .zip).
+
+    folder: the unpacked model folder, its ``.zip``, or a published ``efml-<language>`` name.
+    """
 
     def load() -> BiLM:
         found = efml_folder(folder)

@@ -69,10 +69,13 @@ def make_elmo(
 ) -> "ElmoComponent":
     """ELMo vectors for every token in ``doc.tensor``.
 
-    source: where :meth:`ElmoComponent.initialize` reads the biLM: a folder with
-        options.json + weights.hdf5 (or AllenNLP's *_options.json + *_weights.hdf5),
-        ``[options, weights]`` paths, or a published name (small, medium, original,
-        original-5.5b; downloaded once into $SPACY_ELMO_CACHE).
+    model: the component's Thinc model, usually ``spacy-elmo.ElmoTok2Vec.v2``
+        (or ``ElmoWithTok2Vec.v2`` around it).
+    source: where :meth:`ElmoComponent.initialize` reads the biLM: a folder or
+        ``.zip`` of any published layout (bilm-tf / AllenNLP, PubMed, NLPL,
+        ELMoForManyLangs), ``[options, weights]`` paths, or a published name
+        (small, medium, original, original-5.5b, pubmed, pt, efml-de, ...:
+        ``python -m spacy_elmo models``; downloaded once into $SPACY_ELMO_CACHE).
     set_vector_hooks: make ``token.vector``, ``span.vector``, ``doc.vector`` and
         ``similarity`` use the ELMo vectors through user hooks, also when the vocab
         has static vectors (without them spaCy falls back to ``doc.tensor`` anyway,

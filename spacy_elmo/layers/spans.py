@@ -38,7 +38,11 @@ def _windows(doc: Doc, start: int, end: int, window: int, stride: int) -> List[S
 
 
 class StridedSpans:
-    """Overlapping windows over every doc (ignores sentence boundaries)."""
+    """Overlapping windows over every doc (ignores sentence boundaries).
+
+    window: tokens per window.
+    stride: tokens between window starts (< window: windows overlap, their vectors are averaged).
+    """
 
     def __init__(self, window: int = 128, stride: int = 96) -> None:
         _check_window(window, stride)
@@ -109,17 +113,29 @@ class DocSpans:
 
 
 def strided_spans_v1(window: int = 128, stride: int = 96) -> SpanGetter:
-    """Overlapping windows over every doc (ignores sentence boundaries)."""
+    """Overlapping windows over every doc (ignores sentence boundaries).
+
+    window: tokens per window.
+    stride: tokens between window starts (< window: windows overlap, their vectors are averaged).
+    """
     return StridedSpans(window, stride)
 
 
 def sent_spans_v1(max_length: int = 0, stride: int = 0) -> SpanGetter:
-    """One span per sentence, long sentences cut into windows (see :class:`SentSpans`)."""
+    """One span per sentence, long sentences cut into windows (see :class:`SentSpans`).
+
+    max_length: a sentence longer than this many tokens is cut into windows (0: never).
+    stride: tokens between the starts of those windows (0: ``max_length``, no overlap).
+    """
     return SentSpans(max_length, stride)
 
 
 def sent_or_window_spans_v1(window: int = 128, stride: int = 96) -> SpanGetter:
-    """Sentences when a doc has them, else windows (see :class:`SentOrWindowSpans`)."""
+    """Sentences when a doc has them, else windows (see :class:`SentOrWindowSpans`).
+
+    window: tokens per window for docs without sentence boundaries.
+    stride: tokens between window starts (< window: windows overlap, their vectors are averaged).
+    """
     return SentOrWindowSpans(window, stride)
 
 
