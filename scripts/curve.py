@@ -154,6 +154,9 @@ def plot(rows: List[Dict], path: Path) -> None:
             ys = [100 * (row[twin].get(key) or 0.0) for row in rows]
             ax.plot(xs, ys, style, label=twin)
         ax.set_xscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"{x / 1000:g}k" if x >= 1000 else str(x) for x in xs])
+        ax.minorticks_off()
         ax.set_xlabel("training sentences")
         ax.set_title(f"{column} (test)")
         ax.grid(alpha=0.3)
