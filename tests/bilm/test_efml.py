@@ -39,9 +39,17 @@ def folder(tmp_path_factory):
     return write_efml_model(tmp_path_factory.mktemp("efml") / "model")
 
 
-@pytest.mark.parametrize("arch_in,legacy", [("file", True), ("config", False)])
-def test_equals_elmoformanylangs_own_outputs(tmp_path, arch_in, legacy):
-    folder = write_efml_model(tmp_path / "m", seed=3, arch_in=arch_in, legacy=legacy)
+CHARS_ONLY = {**ARCHITECTURE, "token_embedder": {**ARCHITECTURE["token_embedder"], "word_dim": 0}}
+NO_CLIP_TANH = {**ARCHITECTURE, "encoder": {**ARCHITECTURE["encoder"], "cell_clip": 0, "proj_clip": 0, "n_layers": 3},
+                "token_embedder": {**ARCHITECTURE["token_embedder"], "activation": "tanh", "n_highway": 0}}
+
+
+@pytest.mark.parametrize("arch_in,legacy,architecture", [
+    ("file", True, ARCHITECTURE), ("config", False, ARCHITECTURE), ("file", True, CHARS_ONLY), ("file", False, NO_CLIP_TANH),
+], ids=["published-layout", "arch-in-config-zip-format", "chars-only", "no-clip-tanh-3-layers"])
+def test_equals_elmoformanylangs_own_outputs(tmp_path, arch_in, legacy, architecture):
+    folder = write_efml_model(tmp_path / "m", seed=3, arch_in=arch_in, legacy=legacy, architecture=architecture)
+    n_layers = architecture["encoder"]["n_layers"]
     Embedder = efml_reference()
     reference = Embedder(str(folder), batch_size=64)
     reference.model.encoder.reset_states()  # EFML carries LSTM state across calls: start from zeros
@@ -51,7 +59,7 @@ def test_equals_elmoformanylangs_own_outputs(tmp_path, arch_in, legacy):
         layers = bilm(bilm.batch_to_ids(SENTENCES)).layers
     for i, sentence in enumerate(SENTENCES):
         ours = layers[:, i, : len(sentence)].numpy()
-        assert ours.shape == expected[i].shape == (3, len(sentence), 16)
+        assert ours.shape == expected[i].shape == (n_layers + 1, len(sentence), 16)
         np.testing.assert_allclose(ours, expected[i], atol=1e-5, rtol=0)
 
 
