@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "source",
         nargs="+",
-        help="a folder with options.json + weights.hdf5, the two files OPTIONS WEIGHTS, or a published name (small, medium, original, original-5.5b)",
+        help="any biLM source: a folder or .zip of any published layout (bilm-tf, AllenNLP, PubMed, NLPL, "
+        "ELMoForManyLangs), the two files OPTIONS WEIGHTS, or a published name (python -m spacy_elmo models)",
     )
     parser.add_argument("--lang", default="en", help="spaCy language of the blank pipeline (default en)")
     parser.add_argument("--sentencizer", action="store_true", help="add a sentencizer first, so the biLM reads sentences")

@@ -20,3 +20,16 @@ def test_init_pipeline_with_sentencizer_and_errors(tmp_path, reference_options, 
     assert main(["init-pipeline", str(tmp_path / "q"), "not-a-model"]) == 1
     assert "Unknown ELMo source 'not-a-model'" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()
+
+
+def test_init_pipeline_from_an_elmoformanylangs_folder(tmp_path):
+    import spacy
+
+    from spacy_elmo.cli import main
+
+    from ..bilm.efml_model import write_efml_model
+
+    folder = write_efml_model(tmp_path / "efml")
+    assert main(["init-pipeline", str(tmp_path / "pipe"), str(folder), "--lang", "de", "--sentencizer"]) == 0
+    nlp = spacy.load(tmp_path / "pipe")
+    assert nlp.lang == "de" and nlp("Der Hund . Die Katze .").tensor.shape == (6, 16)
