@@ -7,7 +7,7 @@
 """
 from .chars import BOS_TOKEN, EOS_TOKEN, batch_to_ids, word_to_char_ids
 from .config import BiLMConfig, OptionsError
-from .efml import EFMLError, EFMLVocab, is_efml_folder, load_efml
+from .efml import EFMLError, EFMLVocab, is_efml_folder, load_efml, save_efml
 from .hdf5 import WeightFileError, load_bilm, load_weights, save_bilm, save_weights
 from .lstm import LSTMState
 from .model import BiLM, BiLMOutput
@@ -29,6 +29,7 @@ __all__ = [
     "load_bilm",
     "load_weights",
     "save_bilm",
+    "save_efml",
     "save_weights",
     "word_to_char_ids",
 ]

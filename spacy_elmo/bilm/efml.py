@@ -327,3 +327,67 @@ def _put(model, t: Dict[str, torch.Tensor]) -> None:
                 layer.w_hidden[d].copy_(_gates_ifgo_to_ijfo(t[f"{prefix}.state_linearity.weight"], C).t())
                 layer.bias[d].copy_(_gates_ifgo_to_ijfo(t[f"{prefix}.state_linearity.bias"], C))
                 layer.w_proj[d].copy_(t[f"{prefix}.state_projection.weight"].t())
+
+
+def _gates_ijfo_to_ifgo(t: torch.Tensor, cell: int) -> torch.Tensor:
+    """This model's gate blocks (i, j=g, f, o) on dim 0 -> PyTorch's (i, f, g, o)."""
+    i, g, f, o = t.split(cell, dim=0)
+    return torch.cat([i, f, g, o], dim=0)
+
+
+def efml_architecture(config: BiLMConfig) -> Dict[str, Any]:
+    """The ``{"token_embedder", "encoder"}`` architecture JSON of an EFML-layout biLM."""
+    return {
+        "encoder": {"name": "elmo", "projection_dim": config.projection_dim, "dim": config.lstm_dim, "n_layers": config.n_layers,
+                    "cell_clip": config.cell_clip or 0, "proj_clip": config.proj_clip or 0},
+        "token_embedder": {"name": "cnn", "activation": config.activation, "filters": [list(f) for f in config.filters],
+                           "n_highway": config.n_highway, "word_dim": config.word_embedding_dim,
+                           "char_dim": config.char_embedding_dim, "max_characters_per_token": config.max_characters_per_token},
+        # EFML's code reads it (training only; the value of its shipped architecture)
+        "dropout": 0.1,
+    }
+
+
+def save_efml(model, folder: PathLike) -> Path:
+    """Write an EFML-layout biLM (one :func:`load_efml` read, or continued pretraining made) as an EFML folder.
+
+    ``config.json`` holds the architecture and names itself as ``config_path``, so
+    ELMoForManyLangs' own ``Embedder`` reads the folder too. Returns the folder.
+    """
+    from ..atomic_write import atomic_path
+
+    config, vocab = model.config, model.vocab
+    if config.token_ids != "efml" or vocab is None:
+        raise EFMLError(f"save_efml: this biLM (char_cnn.ids = {config.token_ids!r}) is not an ELMoForManyLangs one; use save_bilm.")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    C = config.lstm_dim
+    enc = model.token_encoder
+    te: Dict[str, torch.Tensor] = {"char_emb_layer.embedding.weight": enc.char_embedding[1:]}
+    if enc.word_embedding is not None:
+        te["word_emb_layer.embedding.weight"] = enc.word_embedding[1:]
+    for i, conv in enumerate(enc.convolutions):
+        te[f"convolutions.{i}.weight"], te[f"convolutions.{i}.bias"] = conv.weight, conv.bias
+    for k, hw in enumerate(enc.highways):
+        te[f"highways._layers.{k}.weight"] = torch.cat([hw.w_transform.t(), -hw.w_carry.t()])
+        te[f"highways._layers.{k}.bias"] = torch.cat([hw.b_transform, -hw.b_carry])
+    te["projection.weight"], te["projection.bias"] = enc.w_proj.t(), enc.b_proj
+    en: Dict[str, torch.Tensor] = {}
+    for index, layer in enumerate(model.lstm.layers):
+        for d, direction in enumerate(("forward", "backward")):
+            prefix = f"{direction}_layer_{index}"
+            en[f"{prefix}.input_linearity.weight"] = _gates_ijfo_to_ifgo(layer.w_input[d].t(), C)
+            en[f"{prefix}.state_linearity.weight"] = _gates_ijfo_to_ifgo(layer.w_hidden[d].t(), C)
+            en[f"{prefix}.state_linearity.bias"] = _gates_ijfo_to_ifgo(layer.bias[d], C)
+            en[f"{prefix}.state_projection.weight"] = layer.w_proj[d].t()
+    for name, state in (("token_embedder.pkl", te), ("encoder.pkl", en)):
+        with atomic_path(folder / name) as tmp:
+            torch.save({k: v.detach().float().cpu().contiguous().clone() for k, v in state.items()}, tmp)
+    for name, entries in (("char.dic", vocab.chars), ("word.dic", vocab.words)):
+        if name == "word.dic" and not entries:
+            continue
+        with atomic_path(folder / name) as tmp:
+            tmp.write_text("".join(f"{entry}\t{i}\n" for i, entry in enumerate(entries)), encoding="utf8")
+    with atomic_path(folder / "config.json") as tmp:
+        tmp.write_text(json.dumps({**efml_architecture(config), "config_path": "config.json"}, indent=2) + "\n", encoding="utf8")
+    return folder

@@ -70,17 +70,16 @@ def run(args: argparse.Namespace, overrides=()) -> int:
 def _init_from(source, config, overrides):
     """Load the biLM to continue from and put its architecture into ``config["model"]``;
     a ``--model.*`` override that contradicts it is an error naming both values."""
-    from ..bilm import load_bilm
+    from ..bilm import load_bilm, load_efml
     from ..loaders import efml_folder, resolve_source
     from ..pretrain.train import model_section
 
-    if efml_folder(source) is not None:
-        raise ValueError(
-            f"--init {source}: an ELMoForManyLangs model cannot be continued here yet (its word embedding and "
-            f"dictionaries have no bilm-tf export). Continue a bilm-tf / AllenNLP biLM, or pretrain from scratch."
-        )
-    options, weights = resolve_source(source)
-    bilm = load_bilm(options, weights)
+    folder = efml_folder(source)
+    if folder is not None:  # ELMoForManyLangs: its dictionaries come along, the export is an EFML folder
+        bilm, where = load_efml(folder), folder
+    else:
+        options, weights = resolve_source(source)
+        bilm, where = load_bilm(options, weights), options.parent
     given = {}
     for i, arg in enumerate(overrides):
         if arg.startswith("--model."):
@@ -94,6 +93,6 @@ def _init_from(source, config, overrides):
                 f"The architecture comes from the biLM: drop the override."
             )
         config["model"][key] = value
-    print(f"Continuing from {options.parent} ({bilm.config.n_layers}x{bilm.config.lstm_dim}_{bilm.config.projection_dim}); new softmax and vocabulary.", file=sys.stderr)
+    print(f"Continuing from {where} ({bilm.config.n_layers}x{bilm.config.lstm_dim}_{bilm.config.projection_dim}); new softmax and vocabulary.", file=sys.stderr)
     return bilm
 

@@ -222,7 +222,8 @@ def _pretrain(
     random.seed(T["seed"])
     numpy.random.seed(T["seed"])
     model_cfg = config["model"]
-    lm = BiLMLanguageModel(BiLM(bilm_config(model_cfg)), vocab, dropout=model_cfg["dropout"], softmax=config["vocab"]["softmax"]).to(dist.device)
+    bilm = _new_bilm(model_cfg, init if saved is None else None, saved)
+    lm = BiLMLanguageModel(bilm, vocab, dropout=model_cfg["dropout"], softmax=config["vocab"]["softmax"]).to(dist.device)
     if init is not None and saved is None:
         lm.bilm.load_state_dict(init.state_dict())
     optimizer = _optimizer(T, lm)
@@ -309,6 +310,7 @@ def _pretrain(
                         "rng": _rng_state(),
                         "vocab": vocab.words,
                         "config": config.to_str(),
+                        **_input_vocab_state(lm.bilm),
                     },
                     checkpoint_file,
                 )
@@ -371,6 +373,27 @@ def _vocabulary(config: Config, train: List[List[str]], saved: Optional[Dict[str
     return vocab
 
 
+def _new_bilm(model_cfg: Dict[str, Any], init: Optional[BiLM], saved: Optional[Dict[str, Any]]) -> BiLM:
+    """The biLM to train: from ``[model]``, or, for an ELMoForManyLangs biLM (whose token
+    encoder ``[model]`` does not describe), from its own options and dictionaries
+    (``init``'s when starting, the checkpoint's when resuming)."""
+    if init is not None and init.vocab is not None:
+        return BiLM(init.config, vocab=init.vocab)
+    if saved is not None and "bilm_options" in saved:
+        from ..bilm.efml import EFMLVocab
+
+        options, vocab = json.loads(saved["bilm_options"]), EFMLVocab.from_dict(json.loads(saved["input_vocab"]))
+        return BiLM(BiLMConfig.from_options(options, source="<checkpoint>"), vocab=vocab)
+    return BiLM(bilm_config(model_cfg))
+
+
+def _input_vocab_state(bilm: BiLM) -> Dict[str, str]:
+    """What a checkpoint needs to rebuild an ELMoForManyLangs biLM (nothing for a bilm-tf one)."""
+    if bilm.vocab is None:
+        return {}
+    return {"bilm_options": json.dumps(bilm.config.to_options()), "input_vocab": json.dumps(bilm.vocab.to_dict())}
+
+
 def _restore(saved: Optional[Dict[str, Any]], lm: torch.nn.Module, optimizer: torch.optim.Optimizer, dist: Distributed, logs: Tuple[Path, Path]) -> Tuple[int, int, int, int]:
     """Load the checkpoint's state (or start fresh logs); ``(step, epoch, batch_index, tokens_seen)``."""
     if saved is None:
@@ -401,9 +424,15 @@ def _minutes(seconds: float) -> str:
 
 
 def export(lm: BiLMLanguageModel, folder: Path) -> None:
-    """``options.json`` + ``weights.hdf5`` (bilm-tf layout, what the loader and AllenNLP read) + ``vocab.txt``."""
+    """``options.json`` + ``weights.hdf5`` (bilm-tf layout, what the loader and AllenNLP read) + ``vocab.txt``;
+    an ELMoForManyLangs biLM in its own layout (config.json, dictionaries, .pkl state dicts) + ``vocab.txt``."""
     folder.mkdir(parents=True, exist_ok=True)
-    save_bilm(lm.bilm, folder / "options.json", folder / "weights.hdf5")
+    if lm.bilm.vocab is not None:
+        from ..bilm.efml import save_efml
+
+        save_efml(lm.bilm, folder)
+    else:
+        save_bilm(lm.bilm, folder / "options.json", folder / "weights.hdf5")
     lm.vocab.to_file(folder / "vocab.txt")
 
 

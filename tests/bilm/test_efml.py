@@ -195,3 +195,22 @@ def test_in_a_german_pipeline_and_back_from_disk(folder, tmp_path):
         np.testing.assert_array_equal(again("Der Hund sah die Katze .").tensor, doc.tensor)
     finally:
         (folder / "encoder.pkl.away").rename(folder / "encoder.pkl")
+
+
+def test_save_efml_round_trips_and_elmoformanylangs_reads_it(folder, tmp_path):
+    from spacy_elmo.bilm import save_efml
+
+    bilm = load_efml(folder)
+    out = save_efml(bilm, tmp_path / "saved")
+    again = load_efml(out)
+    assert again.config == bilm.config and again.vocab == bilm.vocab
+    for (name, a), b in zip(bilm.state_dict().items(), again.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=name)
+    Embedder = efml_reference()
+    reference = Embedder(str(out), batch_size=64)
+    reference.model.encoder.reset_states()
+    expected = reference.sents2elmo(SENTENCES, output_layer=-2)
+    with torch.no_grad():
+        layers = bilm(bilm.batch_to_ids(SENTENCES)).layers
+    for i, sentence in enumerate(SENTENCES):
+        np.testing.assert_allclose(layers[:, i, : len(sentence)].numpy(), expected[i], atol=1e-5, rtol=0)

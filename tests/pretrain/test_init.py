@@ -73,3 +73,25 @@ def test_contradicting_architecture_and_bad_flags(tmp_path, texts, general, caps
     assert "--freeze-steps needs --init" in capsys.readouterr().err
     assert main(base + ["--init", str(tmp_path / "nowhere")]) == 1
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_continue_an_elmoformanylangs_biLM_and_resume(tmp_path, texts):
+    """--init takes an EFML folder: its token encoder and dictionaries come along, the export is an EFML folder."""
+    from spacy_elmo.bilm import load_efml
+
+    from ..bilm.efml_model import write_efml_model
+
+    source = write_efml_model(tmp_path / "efml")
+    out = tmp_path / "run"
+    common = ["--quiet", "--paths.train", str(texts / "domain.txt"), "--paths.dev", str(texts / "dev.txt"), *STEPS, "--training.eval_every", "2"]
+    assert main(["pretrain", str(TINY), str(out), *common, "--training.max_steps", "2", "--init", str(source), "--freeze-steps", "1"]) == 0
+    before = load_efml(source)
+    after = load_efml(out / "model")
+    assert after.config == before.config and after.vocab == before.vocab
+    assert not torch.equal(after.lstm.layers[-1].w_hidden, before.lstm.layers[-1].w_hidden)  # it learnt
+    assert main(["pretrain", str(TINY), str(out), "--resume", "--quiet", *STEPS, "--training.max_steps", "3", "--training.eval_every", "3"]) == 0
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [2, 3]
+    resumed = load_efml(out / "model")
+    with torch.inference_mode():
+        layers = resumed(resumed.batch_to_ids([["der", "Hund", "sieht", "."]])).layers
+    assert torch.isfinite(layers).all() and layers.shape == (3, 1, 4, 16)
