@@ -150,12 +150,12 @@ def plot(rows: List[Dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.6))
     xs = [row["sentences"] for row in rows]
     for ax, (key, column) in zip(axes, SCORES):
-        for twin, style in (("baseline", "o--"), ("ELMo", "s-")):
+        for twin, style, label in (("baseline", "o--", "twin (no ELMo)"), ("ELMo", "s-", "ELMo")):
             ys = [100 * (row[twin].get(key) or 0.0) for row in rows]
-            ax.plot(xs, ys, style, label=twin)
+            ax.plot(xs, ys, style, label=label)
         ax.set_xscale("log")
         ax.set_xticks(xs)
-        ax.set_xticklabels([f"{x / 1000:g}k" if x >= 1000 else str(x) for x in xs])
+        ax.set_xticklabels([f"{round(x / 1000, 1):g}k" if x >= 1000 else str(x) for x in xs])
         ax.minorticks_off()
         ax.set_xlabel("training sentences")
         ax.set_title(f"{column} (test)")
