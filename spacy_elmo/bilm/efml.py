@@ -40,7 +40,7 @@ Nothing in the ``.pkl`` files is executed: they are read with
 """
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -243,34 +243,57 @@ def read_state(path: Path) -> Dict[str, torch.Tensor]:
     return state
 
 
-def _gates_ifgo_to_ijfo(t: torch.Tensor, cell: int) -> torch.Tensor:
-    """PyTorch's gate blocks (i, f, g, o) on dim 0 -> this model's (i, j=g, f, o)."""
+def _swap_gates(t: torch.Tensor, cell: int) -> torch.Tensor:
+    """Gate blocks on dim 0: PyTorch's (i, f, g, o) <-> this model's (i, j=g, f, o) (its own inverse)."""
     i, f, g, o = t.split(cell, dim=0)
     return torch.cat([i, g, f, o], dim=0)
 
 
-def efml_mapping(config: BiLMConfig) -> List[Tuple[str, str, Tuple[int, ...]]]:
-    """``(file, key, shape)`` of every tensor an EFML model of ``config`` must hold."""
-    P, C, F = config.projection_dim, config.lstm_dim, config.n_filters
-    keys = [("token_embedder.pkl", "char_emb_layer.embedding.weight", (config.char_rows, config.char_embedding_dim))]
-    if config.word_embedding_dim:
-        keys.append(("token_embedder.pkl", "word_emb_layer.embedding.weight", (config.n_words, config.word_embedding_dim)))
-    for i, (width, n) in enumerate(config.filters):
-        keys += [("token_embedder.pkl", f"convolutions.{i}.weight", (n, config.char_embedding_dim, width)),
-                 ("token_embedder.pkl", f"convolutions.{i}.bias", (n,))]
-    for k in range(config.n_highway):
-        keys += [("token_embedder.pkl", f"highways._layers.{k}.weight", (2 * F, F)),
-                 ("token_embedder.pkl", f"highways._layers.{k}.bias", (2 * F,))]
-    keys += [("token_embedder.pkl", "projection.weight", (P, F + config.word_embedding_dim)),
-             ("token_embedder.pkl", "projection.bias", (P,))]
-    for layer in range(config.n_layers):
-        for direction in ("forward", "backward"):
-            prefix = f"{direction}_layer_{layer}"
-            keys += [("encoder.pkl", f"{prefix}.input_linearity.weight", (4 * C, P)),
-                     ("encoder.pkl", f"{prefix}.state_linearity.weight", (4 * C, P)),
-                     ("encoder.pkl", f"{prefix}.state_linearity.bias", (4 * C,)),
-                     ("encoder.pkl", f"{prefix}.state_projection.weight", (P, C))]
-    return keys
+TE, EN = "token_embedder.pkl", "encoder.pkl"
+Tensors = List[Tuple[str, str, Callable[[], torch.Tensor], Callable[[torch.Tensor], None]]]
+
+
+def _tensors(model) -> Tensors:
+    """``(file, key, get, put)`` for every tensor of an EFML-layout biLM: ``get()`` gives the
+    model's tensor in EFML's form, ``put(t)`` copies EFML's form into the model (under no_grad).
+    The one mapping that :func:`load_efml` and :func:`save_efml` both use."""
+    config, enc = model.config, model.token_encoder
+    C, F = config.lstm_dim, config.n_filters
+
+    def same(file: str, key: str, tensor: torch.Tensor):
+        return (file, key, lambda: tensor, tensor.copy_)
+
+    def transposed(file: str, key: str, tensor: torch.Tensor):
+        return (file, key, lambda: tensor.t(), lambda t: tensor.copy_(t.t()))
+
+    out: Tensors = [same(TE, "char_emb_layer.embedding.weight", enc.char_embedding[1:])]
+    if enc.word_embedding is not None:
+        out.append(same(TE, "word_emb_layer.embedding.weight", enc.word_embedding[1:]))
+    for i, conv in enumerate(enc.convolutions):
+        out += [same(TE, f"convolutions.{i}.weight", conv.weight), same(TE, f"convolutions.{i}.bias", conv.bias)]
+    for k, hw in enumerate(enc.highways):
+        # EFML: y = g * x + (1 - g) * relu(A x), g = sigmoid(B x), [A; B] in one weight;
+        # here the gate is 1 - g = sigmoid(-B x): the carry weights are -B
+        def put_weight(t: torch.Tensor, hw=hw) -> None:
+            hw.w_transform.copy_(t[:F].t())
+            hw.w_carry.copy_(-t[F:].t())
+
+        def put_bias(t: torch.Tensor, hw=hw) -> None:
+            hw.b_transform.copy_(t[:F])
+            hw.b_carry.copy_(-t[F:])
+
+        out += [(TE, f"highways._layers.{k}.weight", lambda hw=hw: torch.cat([hw.w_transform.t(), -hw.w_carry.t()]), put_weight),
+                (TE, f"highways._layers.{k}.bias", lambda hw=hw: torch.cat([hw.b_transform, -hw.b_carry]), put_bias)]
+    out += [transposed(TE, "projection.weight", enc.w_proj), same(TE, "projection.bias", enc.b_proj)]
+    for index, layer in enumerate(model.lstm.layers):
+        for d, direction in enumerate(("forward", "backward")):
+            prefix = f"{direction}_layer_{index}"
+            for key, tensor in ((f"{prefix}.input_linearity.weight", layer.w_input[d]), (f"{prefix}.state_linearity.weight", layer.w_hidden[d])):
+                out.append((EN, key, lambda w=tensor: _swap_gates(w.t(), C), lambda t, w=tensor: w.copy_(_swap_gates(t, C).t())))
+            bias = layer.bias[d]
+            out += [(EN, f"{prefix}.state_linearity.bias", lambda b=bias: _swap_gates(b, C), lambda t, b=bias: b.copy_(_swap_gates(t, C))),
+                    transposed(EN, f"{prefix}.state_projection.weight", layer.w_proj[d])]
+    return out
 
 
 def load_efml(folder: PathLike):
@@ -284,55 +307,19 @@ def load_efml(folder: PathLike):
     word_dim = (architecture.get("token_embedder") or {}).get("word_dim") if isinstance(architecture, dict) else 0
     vocab = EFMLVocab(read_dic(folder / "char.dic"), read_dic(folder / "word.dic") if word_dim else [])
     config = efml_config(architecture, vocab, folder)
-    states = {name: read_state(folder / name) for name in ("token_embedder.pkl", "encoder.pkl")}
-    tensors: Dict[str, torch.Tensor] = {}
-    for file, key, shape in efml_mapping(config):
-        tensor = states[file].get(key)
-        if tensor is None:
-            raise EFMLError(Errors.E076.format(path=folder / file, key=key, what="is missing"))
-        if tuple(tensor.shape) != shape:
-            raise EFMLError(Errors.E076.format(path=folder / file, key=key, what=f"has shape {tuple(tensor.shape)}, the architecture implies {shape}"))
-        if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
-            raise EFMLError(Errors.E076.format(path=folder / file, key=key, what="holds NaN, infinite or non-float values"))
-        tensors[key] = tensor.float()
+    states = {name: read_state(folder / name) for name in (TE, EN)}
     model = BiLM(config, vocab=vocab)
-    _put(model, tensors)
-    return model.eval()
-
-
-def _put(model, t: Dict[str, torch.Tensor]) -> None:
-    config, enc = model.config, model.token_encoder
-    C = config.lstm_dim
     with torch.no_grad():
-        enc.char_embedding[1:].copy_(t["char_emb_layer.embedding.weight"])
-        if enc.word_embedding is not None:
-            enc.word_embedding[1:].copy_(t["word_emb_layer.embedding.weight"])
-        for i, conv in enumerate(enc.convolutions):
-            conv.weight.copy_(t[f"convolutions.{i}.weight"])
-            conv.bias.copy_(t[f"convolutions.{i}.bias"])
-        F = config.n_filters
-        for k, hw in enumerate(enc.highways):
-            w, b = t[f"highways._layers.{k}.weight"], t[f"highways._layers.{k}.bias"]
-            # EFML: y = g * x + (1 - g) * relu(A x), g = sigmoid(B x); here g' = 1 - g = sigmoid(-B x)
-            hw.w_transform.copy_(w[:F].t())
-            hw.b_transform.copy_(b[:F])
-            hw.w_carry.copy_(-w[F:].t())
-            hw.b_carry.copy_(-b[F:])
-        enc.w_proj.copy_(t["projection.weight"].t())
-        enc.b_proj.copy_(t["projection.bias"])
-        for index, layer in enumerate(model.lstm.layers):
-            for d, direction in enumerate(("forward", "backward")):
-                prefix = f"{direction}_layer_{index}"
-                layer.w_input[d].copy_(_gates_ifgo_to_ijfo(t[f"{prefix}.input_linearity.weight"], C).t())
-                layer.w_hidden[d].copy_(_gates_ifgo_to_ijfo(t[f"{prefix}.state_linearity.weight"], C).t())
-                layer.bias[d].copy_(_gates_ifgo_to_ijfo(t[f"{prefix}.state_linearity.bias"], C))
-                layer.w_proj[d].copy_(t[f"{prefix}.state_projection.weight"].t())
-
-
-def _gates_ijfo_to_ifgo(t: torch.Tensor, cell: int) -> torch.Tensor:
-    """This model's gate blocks (i, j=g, f, o) on dim 0 -> PyTorch's (i, f, g, o)."""
-    i, g, f, o = t.split(cell, dim=0)
-    return torch.cat([i, f, g, o], dim=0)
+        for file, key, get, put in _tensors(model):
+            tensor, shape = states[file].get(key), tuple(get().shape)
+            if tensor is None:
+                raise EFMLError(Errors.E076.format(path=folder / file, key=key, what="is missing"))
+            if tuple(tensor.shape) != shape:
+                raise EFMLError(Errors.E076.format(path=folder / file, key=key, what=f"has shape {tuple(tensor.shape)}, the architecture implies {shape}"))
+            if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
+                raise EFMLError(Errors.E076.format(path=folder / file, key=key, what="holds NaN, infinite or non-float values"))
+            put(tensor.float())
+    return model.eval()
 
 
 def efml_architecture(config: BiLMConfig) -> Dict[str, Any]:
@@ -361,28 +348,12 @@ def save_efml(model, folder: PathLike) -> Path:
         raise EFMLError(f"save_efml: this biLM (char_cnn.ids = {config.token_ids!r}) is not an ELMoForManyLangs one; use save_bilm.")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    C = config.lstm_dim
-    enc = model.token_encoder
-    te: Dict[str, torch.Tensor] = {"char_emb_layer.embedding.weight": enc.char_embedding[1:]}
-    if enc.word_embedding is not None:
-        te["word_emb_layer.embedding.weight"] = enc.word_embedding[1:]
-    for i, conv in enumerate(enc.convolutions):
-        te[f"convolutions.{i}.weight"], te[f"convolutions.{i}.bias"] = conv.weight, conv.bias
-    for k, hw in enumerate(enc.highways):
-        te[f"highways._layers.{k}.weight"] = torch.cat([hw.w_transform.t(), -hw.w_carry.t()])
-        te[f"highways._layers.{k}.bias"] = torch.cat([hw.b_transform, -hw.b_carry])
-    te["projection.weight"], te["projection.bias"] = enc.w_proj.t(), enc.b_proj
-    en: Dict[str, torch.Tensor] = {}
-    for index, layer in enumerate(model.lstm.layers):
-        for d, direction in enumerate(("forward", "backward")):
-            prefix = f"{direction}_layer_{index}"
-            en[f"{prefix}.input_linearity.weight"] = _gates_ijfo_to_ifgo(layer.w_input[d].t(), C)
-            en[f"{prefix}.state_linearity.weight"] = _gates_ijfo_to_ifgo(layer.w_hidden[d].t(), C)
-            en[f"{prefix}.state_linearity.bias"] = _gates_ijfo_to_ifgo(layer.bias[d], C)
-            en[f"{prefix}.state_projection.weight"] = layer.w_proj[d].t()
-    for name, state in (("token_embedder.pkl", te), ("encoder.pkl", en)):
+    states: Dict[str, Dict[str, torch.Tensor]] = {TE: {}, EN: {}}
+    for file, key, get, _ in _tensors(model):
+        states[file][key] = get().detach().float().cpu().contiguous().clone()
+    for name, state in states.items():
         with atomic_path(folder / name) as tmp:
-            torch.save({k: v.detach().float().cpu().contiguous().clone() for k, v in state.items()}, tmp)
+            torch.save(state, tmp)
     for name, entries in (("char.dic", vocab.chars), ("word.dic", vocab.words)):
         if name == "word.dic" and not entries:
             continue
