@@ -14,8 +14,8 @@ Loading is three steps, each one function:
 
 The ``elmo`` pipe's ``initialize`` runs 1 and 2 through a *loader* (a
 ``registry.model_loaders`` function of no arguments returning a ``BiLM``:
-``spacy-elmo.BilmTfLoader.v1`` below, or ``[initialize.components.elmo.loader]``
-in a config), then 3. From then on the weights are part of the pipeline
+``spacy-elmo.ElmoLoader.v1`` below by default, which takes every layout, or
+``[initialize.components.elmo.loader]`` in a config), then 3. From then on the weights are part of the pipeline
 (``nlp.to_disk`` stores them), so a saved or packaged pipeline never needs the
 files again. ``source`` on the factory is only the loader's default argument.
 

@@ -5,7 +5,8 @@ so a token's vectors never depend on the other sequences of the batch or on
 earlier calls. The state is an explicit optional input and output only so that
 the stateful protocol of the reference implementations can be replayed.
 """
-from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence, Tuple
+import json
+from typing import TYPE_CHECKING, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -58,6 +59,24 @@ class BiLM(nn.Module):
             boundaries = vocab.boundary_ids(max_chars, bool(config.word_embedding_dim))
         self.register_buffer("boundary_ids", boundaries, persistent=False)
         self.token_cache: Optional[TokenCache] = None
+
+    def spec(self) -> Dict[str, str]:
+        """What rebuilds this biLM without its weights (:meth:`from_spec`): its options as
+        JSON and, for an ELMoForManyLangs biLM, its dictionaries. Saved pipelines and
+        pretraining checkpoints store it next to the state dict."""
+        out = {"options": json.dumps(self.config.to_options())}
+        if self.vocab is not None:
+            out["vocab"] = json.dumps(self.vocab.to_dict())
+        return out
+
+    @classmethod
+    def from_spec(cls, spec: Dict[str, str], source: str = "<saved biLM>") -> "BiLM":
+        """A biLM (fresh weights) from :meth:`spec`'s output; ``source`` names it in errors."""
+        from .efml import EFMLVocab
+
+        config = BiLMConfig.from_options(json.loads(spec["options"]), source=source)
+        vocab = EFMLVocab.from_dict(json.loads(spec["vocab"])) if "vocab" in spec else None
+        return cls(config, vocab=vocab)
 
     def batch_to_ids(self, sentences: Sequence[Sequence[str]], seq_len: Optional[int] = None) -> Tensor:
         """This biLM's input for token lists: ``(batch, seq, config.input_width)`` long, right-padded.

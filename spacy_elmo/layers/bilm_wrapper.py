@@ -13,7 +13,6 @@ Frozen (the default), the biLM runs without autograd even in training, its
 backprop callback returns nothing (no graph is built through it), and its
 outputs for training spans are cached across epochs.
 """
-import json
 import os
 from io import BytesIO
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -30,8 +29,7 @@ from thinc.api import (
 from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from thinc.types import Floats3d
 
-from ..bilm import BiLM, BiLMConfig, batch_to_ids
-from ..bilm.efml import EFMLVocab
+from ..bilm import BiLM, batch_to_ids
 from ..bilm.precision import check_precision
 from ..errors import Errors
 from .bilm_shim import FINE_TUNE, BiLMShim
@@ -235,10 +233,7 @@ def serialize_bilm(module: torch.nn.Module) -> bytes:
         return b""
     buffer = BytesIO()
     state = {name: tensor.detach().cpu() for name, tensor in module.state_dict().items()}
-    saved = {"options": json.dumps(module.config.to_options()), "state": state}
-    if module.vocab is not None:  # an ELMoForManyLangs biLM's dictionaries
-        saved["vocab"] = json.dumps(module.vocab.to_dict())
-    torch.save(saved, buffer)
+    torch.save({**module.spec(), "state": state}, buffer)
     return buffer.getvalue()
 
 
@@ -247,9 +242,7 @@ def deserialize_bilm(module: torch.nn.Module, data: bytes, device: torch.device)
     if not data:
         return module
     saved = torch.load(BytesIO(data), map_location=device, weights_only=True)
-    config = BiLMConfig.from_options(json.loads(saved["options"]), source="<serialized pipeline>")
-    vocab = EFMLVocab.from_dict(json.loads(saved["vocab"])) if "vocab" in saved else None
-    bilm = BiLM(config, vocab=vocab)
+    bilm = BiLM.from_spec(saved, source="<serialized pipeline>")
     bilm.load_state_dict(saved["state"])
     # frozen until the layer's "trainable" attribute says otherwise (see set_trainable)
     return bilm.to(device).requires_grad_(False).eval()

@@ -310,7 +310,8 @@ def _pretrain(
                         "rng": _rng_state(),
                         "vocab": vocab.words,
                         "config": config.to_str(),
-                        **_input_vocab_state(lm.bilm),
+                        # an ELMoForManyLangs biLM: what [model] cannot describe (its token encoder, dictionaries)
+                        **({"bilm_spec": lm.bilm.spec()} if lm.bilm.vocab is not None else {}),
                     },
                     checkpoint_file,
                 )
@@ -379,19 +380,9 @@ def _new_bilm(model_cfg: Dict[str, Any], init: Optional[BiLM], saved: Optional[D
     (``init``'s when starting, the checkpoint's when resuming)."""
     if init is not None and init.vocab is not None:
         return BiLM(init.config, vocab=init.vocab)
-    if saved is not None and "bilm_options" in saved:
-        from ..bilm.efml import EFMLVocab
-
-        options, vocab = json.loads(saved["bilm_options"]), EFMLVocab.from_dict(json.loads(saved["input_vocab"]))
-        return BiLM(BiLMConfig.from_options(options, source="<checkpoint>"), vocab=vocab)
+    if saved is not None and "bilm_spec" in saved:
+        return BiLM.from_spec(saved["bilm_spec"], source="<checkpoint>")
     return BiLM(bilm_config(model_cfg))
-
-
-def _input_vocab_state(bilm: BiLM) -> Dict[str, str]:
-    """What a checkpoint needs to rebuild an ELMoForManyLangs biLM (nothing for a bilm-tf one)."""
-    if bilm.vocab is None:
-        return {}
-    return {"bilm_options": json.dumps(bilm.config.to_options()), "input_vocab": json.dumps(bilm.vocab.to_dict())}
 
 
 def _restore(saved: Optional[Dict[str, Any]], lm: torch.nn.Module, optimizer: torch.optim.Optimizer, dist: Distributed, logs: Tuple[Path, Path]) -> Tuple[int, int, int, int]:
