@@ -98,6 +98,11 @@ class BiLMConfig:
         return sum(n for _, n in self.filters)
 
     @property
+    def max_filter_width(self) -> int:
+        """The widest character convolution."""
+        return max(w for w, _ in self.filters)
+
+    @property
     def char_rows(self) -> int:
         """Rows of the character embedding as published (our padding row 0 comes on top)."""
         return N_BYTE_IDS if self.token_ids == "bytes" else self.n_characters

@@ -27,9 +27,9 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from .config import BiLMConfig
+from .dropout import dropout as lm_dropout
 from .precision import baddbmm, bmm
 from ..errors import Errors
 
@@ -134,7 +134,7 @@ class StackedBiLSTM(nn.Module):
         final_h: List[Tensor] = []
         final_c: List[Tensor] = []
         for index, layer in enumerate(self.layers):
-            layer_input = F.dropout(x, dropout, training=True) if dropout > 0 else x
+            layer_input = lm_dropout(x, dropout)
             y, h, c = self._run_layer(layer, layer_input, live, state.h[index], state.c[index])
             if index > 0 and self.config.use_skip_connections:
                 y = y + x

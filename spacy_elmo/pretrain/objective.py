@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..bilm import BiLM
+from ..bilm.dropout import dropout
 from .vocab import WordVocab
 
 # Below this vocabulary size a full softmax is cheap and exact.
@@ -60,7 +61,7 @@ class BiLMLanguageModel(nn.Module):
         hidden, lengths = self.bilm.lm_hidden(char_ids, dropout=self.dropout if self.training else 0.0)
         P = self.bilm.config.projection_dim
         if self.training and self.dropout > 0:
-            hidden = F.dropout(hidden, self.dropout)
+            hidden = dropout(hidden, self.dropout)
         # Every row's predicting states gathered at once (one index op, one
         # backward node): indexing row by row would give each row a backward
         # that fills a zero tensor the size of the whole batch (quadratic).

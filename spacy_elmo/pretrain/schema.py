@@ -79,6 +79,7 @@ SCHEMA: Dict[str, Dict[str, Rule]] = {
     "training": {
         "seed": _int(0),
         "batch_tokens": _int(1),
+        "length_buckets": _int(0),
         "max_seconds": _number(0.0),
         "threads": _int(0),
         "max_steps": _int(1),
@@ -90,7 +91,7 @@ SCHEMA: Dict[str, Dict[str, Rule]] = {
     },
 }
 # keys a config may leave out (older presets), with the value used then
-DEFAULTS: Dict[Tuple[str, str], Any] = {("training", "max_seconds"): 0, ("training", "threads"): 0}
+DEFAULTS: Dict[Tuple[str, str], Any] = {("training", "max_seconds"): 0, ("training", "threads"): 0, ("training", "length_buckets"): 0}
 
 
 class ConfigError(ValueError):

@@ -239,11 +239,11 @@ def _pretrain(
     last_metrics: Dict[str, Any] = {}
     window_tokens, window_start = 0, time.perf_counter()
     deadline = time.monotonic() + T["max_seconds"] if T.get("max_seconds") else None
-    batches = epoch_batches(train, T["batch_tokens"], T["seed"], epoch)
+    batches = epoch_batches(train, T["batch_tokens"], T["seed"], epoch, T["length_buckets"])
     while step < T["max_steps"]:
         if batch_index >= len(batches):
             epoch, batch_index = epoch + 1, 0
-            batches = epoch_batches(train, T["batch_tokens"], T["seed"], epoch)
+            batches = epoch_batches(train, T["batch_tokens"], T["seed"], epoch, T["length_buckets"])
         global_batch = batches[batch_index]
         mine = [train[i] for i in shard(global_batch, dist.rank, dist.world_size)]
         if freeze_steps:  # only the top LSTM layer (and the softmax) learn at first

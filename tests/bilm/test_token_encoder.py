@@ -43,3 +43,25 @@ def test_batch_dedup_equals_encoding_every_position():
         per_position = bilm.token_representations(ids)
     for r, s in enumerate(sentences):
         torch.testing.assert_close(layers[0, r, : len(s), :8], per_position[r, : len(s)], atol=1e-6, rtol=1e-5)
+
+
+def test_training_path_trims_padding_with_the_same_features_and_gradients():
+    """The autograd path convolves only up to each block's longest token (plus the widest
+    filter): features and gradients equal the full 50-position convolution's."""
+    torch.manual_seed(0)
+    for activation in ("relu", "tanh"):
+        enc = TokenEncoder(_config(activation=activation))
+        words = [f"w{i}" * (i % 9) for i in range(3 * CPU_BLOCK + 5)] + ["", "x" * 80, "•東京", "a" * 44, "a" * 47]
+        ids = torch.cat([batch_to_ids([words])[0], torch.zeros(2, 50, dtype=torch.long)])  # + padding tokens
+        trimmed = enc._convolve_trimmed(ids)
+        full = torch.cat([enc._convolve(ids[i : i + CPU_BLOCK]) for i in range(0, ids.shape[0], CPU_BLOCK)])
+        torch.testing.assert_close(trimmed, full, atol=0, rtol=0)
+        weights = torch.randn_like(full)
+        grads = [torch.autograd.grad((x * weights).sum(), [enc.char_embedding, enc.convolutions[2].weight]) for x in (trimmed, full)]
+        for a, b in zip(*grads):
+            # the max's gradient is split among tied windows: fewer identical all-padding
+            # windows share it, the same total, summed in another order
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+        # and the convolutions really ran on fewer positions for short tokens
+        short = batch_to_ids([["ab", "cd"]])[0]
+        assert (TokenEncoder._run_starts(short) + 7).max() < 50

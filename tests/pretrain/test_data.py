@@ -1,4 +1,8 @@
-from spacy_elmo.pretrain.data import MAX_PARAGRAPH_CHARS, read_sentences
+import random
+
+import pytest
+
+from spacy_elmo.pretrain.data import MAX_PARAGRAPH_CHARS, epoch_batches, read_sentences
 
 
 def test_sentencizer_joins_hard_wrapped_lines_and_drops_the_bom(tmp_path):
@@ -28,3 +32,29 @@ def test_a_file_without_blank_lines_is_cut_into_bounded_paragraphs(tmp_path):
     path.write_text(line * n_lines, encoding="utf8")
     sentences = read_sentences(path, sentences="sentencizer", max_length=1000)
     assert sum(len(s) for s in sentences) == n_lines * 201
+
+
+def _sentences(n=3000, seed=0):
+    rng = random.Random(seed)
+    return [["w"] * rng.choice([1, 3, 5, 8, 12, 20, 35, 60, 100]) for _ in range(n)]
+
+
+@pytest.mark.parametrize("length_buckets", [0, 1, 50])
+def test_every_sentence_once_per_epoch_within_the_token_budget(length_buckets):
+    sentences = _sentences()
+    batches = epoch_batches(sentences, 512, seed=3, epoch=2, length_buckets=length_buckets)
+    assert sorted(i for b in batches for i in b) == list(range(len(sentences)))
+    assert all(b and (len(b) == 1 or sum(len(sentences[i]) for i in b) <= 512) for b in batches)
+    # a pure function of (seed, epoch, length_buckets): a resumed run finds the same batches
+    assert batches == epoch_batches(sentences, 512, seed=3, epoch=2, length_buckets=length_buckets)
+    assert batches != epoch_batches(sentences, 512, seed=3, epoch=3, length_buckets=length_buckets)
+
+
+def test_length_buckets_give_fewer_lstm_steps_on_mixed_lengths():
+    """The LSTM runs as many steps as a batch's longest sentence: bucketing cuts their sum."""
+    sentences = _sentences()
+    steps = {k: sum(max(len(sentences[i]) for i in b) for b in epoch_batches(sentences, 2048, 0, 0, k)) for k in (0, 50)}
+    assert steps[50] < 0.7 * steps[0]
+    # and the batches are not in length order (no curriculum): both short and long come early
+    first = [max(len(sentences[i]) for i in b) for b in epoch_batches(sentences, 2048, 0, 0, 50)[:10]]
+    assert min(first) < 20 and max(first) >= 60

@@ -39,6 +39,7 @@ def test_every_preset_passes(preset):
         ({"model.filters": []}, "model.filters must be a non-empty list"),
         ({"model.cell_clip": 0}, "model.cell_clip must be a number > 0, or null"),
         ({"vocab.softmax": "hierarchical"}, "vocab.softmax must be one of 'auto', 'full', 'adaptive'"),
+        ({"training.length_buckets": -1}, "training.length_buckets must be an integer >= 0"),
     ],
 )
 def test_nonsense_values_are_errors(override, expected):
