@@ -179,3 +179,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "{actual}, recorded {expected} in {record}). Delete both files to "
         "download it again."
     )
+    E080 = (
+        "store_layers and spacy-transformers' TransformerListener need "
+        "spacy-transformers ({err}). Install it: pip install spacy-elmo[transformers]."
+    )

@@ -57,6 +57,7 @@ stride = 96
         "source": "small",
         "set_vector_hooks": True,
         "threads": 0,
+        "store_layers": False,
     },
 )
 def make_elmo(
@@ -66,6 +67,7 @@ def make_elmo(
     source: Union[str, List[str]],
     set_vector_hooks: bool,
     threads: int = 0,
+    store_layers: bool = False,
 ) -> "ElmoComponent":
     """ELMo vectors for every token in ``doc.tensor``.
 
@@ -86,8 +88,15 @@ def make_elmo(
     threads: torch CPU threads while this component computes (0: torch's
         setting, one per core); 1 is fastest on a machine shared with other
         busy processes (see README, "Speed").
+    store_layers: also set ``doc._.trf_data`` (spacy-transformers' per-doc
+        container, aligned 1:1 with the tokens): the pipe's output and every biLM
+        layer (``model_output.hidden_states``). Needs spacy-transformers; costs
+        one more biLM pass. spacy-transformers' ``TransformerListener`` with
+        ``upstream = "elmo"`` works with or without it.
     """
-    return ElmoComponent(nlp.vocab, model, name, source=source, set_vector_hooks=set_vector_hooks, threads=threads)
+    return ElmoComponent(
+        nlp.vocab, model, name, source=source, set_vector_hooks=set_vector_hooks, threads=threads, store_layers=store_layers
+    )
 
 
 class ElmoComponent(Tok2Vec):
@@ -102,6 +111,7 @@ class ElmoComponent(Tok2Vec):
         source: Union[str, List[str]] = "small",
         set_vector_hooks: bool = True,
         threads: int = 0,
+        store_layers: bool = False,
     ) -> None:
         from . import architectures  # noqa: F401  (the component's layers)
         from .bilm.threads import check_threads
@@ -112,6 +122,14 @@ class ElmoComponent(Tok2Vec):
             raise ValueError(Errors.E047.format(what="source", value=source, why="give a folder, [options, weights] paths or a published name"))
         self.source = source
         self.set_vector_hooks = set_vector_hooks
+        if not isinstance(store_layers, bool):
+            raise ValueError(Errors.E047.format(what="store_layers", value=store_layers, why="it must be true or false"))
+        self.store_layers = store_layers
+        self._layers_model: Optional[Model] = None
+        if store_layers:
+            from .transformer_data import spacy_transformers
+
+            spacy_transformers()  # a clear error now, not at the first doc
 
     @property
     def elmo_model(self) -> Model:
@@ -154,16 +172,66 @@ class ElmoComponent(Tok2Vec):
         bilm = loader()
         described = getattr(loader, "source", self.source)
         attach_bilm(self.elmo_model, bilm, name=self.name, source=repr(described))
+        self._layers_model = None
         sample = None
         if get_examples is not None:
             sample = [eg.x for eg in islice(get_examples(), 10)] or None
         self.model.initialize(X=sample)
         self._check_listeners()
 
+    def find_listeners(self, component) -> None:
+        """spaCy's ``Tok2VecListener``s (``upstream`` ``"*"`` or this pipe's name), and
+        spacy-transformers' ``TransformerListener``s naming this pipe as ``upstream``."""
+        super().find_listeners(component)
+        from .transformer_data import TransformerListenerFeed, is_transformer_listener, spacy_transformers
+
+        if isinstance(getattr(component, "model", None), Model):
+            for node in component.model.walk():
+                if is_transformer_listener(node) and node.upstream_name == self.name:
+                    self.add_listener(TransformerListenerFeed(node), component.name)
+                    spacy_transformers()  # registers Doc._.trf_data, which the listener reads
+
+    def _feeds_trf_listeners(self) -> bool:
+        from .transformer_data import TransformerListenerFeed
+
+        return any(isinstance(listener, TransformerListenerFeed) for listener in self.listeners)
+
+    # Inference settings of the biLM layer that the config rules, not the saved model:
+    # Thinc restores a layer's attrs from disk, which would undo e.g.
+    # spacy.load(path, config={"components": {"elmo": {"model": {"precision": "fp32"}}}}).
+    RUNTIME_SETTINGS = ("precision", "token_cache_mb")
+
+    def from_disk(self, path, *, exclude=tuple()):
+        settings = self._runtime_settings()
+        out = super().from_disk(path, exclude=exclude)
+        self._restore_runtime_settings(settings)
+        return out
+
+    def from_bytes(self, bytes_data, *, exclude=tuple()):
+        settings = self._runtime_settings()
+        out = super().from_bytes(bytes_data, exclude=exclude)
+        self._restore_runtime_settings(settings)
+        return out
+
+    def _runtime_settings(self) -> dict:
+        attrs = self.bilm_layer.attrs
+        return {k: attrs[k] for k in self.RUNTIME_SETTINGS if k in attrs}
+
+    def _restore_runtime_settings(self, settings: dict) -> None:
+        from .layers.bilm_wrapper import sync_bilm
+
+        self.bilm_layer.attrs.update(settings)
+        sync_bilm(self.bilm_layer)
+
     def _check_listeners(self) -> None:
+        from .transformer_data import TransformerListenerFeed
+
         width = self.model.get_dim("nO")
         for component in self.listening_components:
             for listener in self.listener_map[component]:
+                if isinstance(listener, TransformerListenerFeed):
+                    listener.set_width(width)  # its pooling keeps the width
+                    continue
                 expected = listener.get_dim("nO")
                 if expected != width:
                     raise ValueError(Errors.E048.format(name=self.name, listener=component, expected=expected, width=width))
@@ -190,11 +258,33 @@ class ElmoComponent(Tok2Vec):
         # In a worker of nlp.pipe(n_process=N) every doc is serialized back to the main
         # process, which drops hooks (spaCy warns W109 per doc): do not set them there.
         hooks = self.set_vector_hooks and not in_spacy_worker()
-        for doc, tokvecs in zip(docs, tokvecses):
+        trf_datas = self._trf_datas(docs, tokvecses) if self.store_layers or self._feeds_trf_listeners() else None
+        for i, (doc, tokvecs) in enumerate(zip(docs, tokvecses)):
             assert tokvecs.shape[0] == len(doc)
             doc.tensor = tokvecs
             if hooks:
                 install_vector_hooks(doc)
+            if trf_datas is not None:
+                doc._.trf_data = trf_datas[i]
+
+    def _trf_datas(self, docs: Sequence[Doc], tokvecses: Sequence[Floats2d]) -> list:
+        """``doc._.trf_data`` for each doc (see :mod:`.transformer_data`)."""
+        from .bilm.threads import torch_threads
+        from .transformer_data import layers_model, to_trf_data
+
+        ops = self.model.ops
+        if not self.store_layers:
+            return [to_trf_data(ops.to_numpy(t)) for t in tokvecses]
+        if self._layers_model is None:
+            self._layers_model = layers_model(self.elmo_model)
+        n_layers = self._layers_model.attrs["n_layers"]
+        width = self._layers_model.get_dim("nO")
+        with torch_threads(self.threads):
+            if any(len(doc) for doc in docs):
+                layers = self._layers_model.predict(list(docs))
+            else:
+                layers = [ops.alloc2f(0, width) for _ in docs]
+        return [to_trf_data(ops.to_numpy(t), ops.to_numpy(l), n_layers) for t, l in zip(tokvecses, layers)]
 
 
 def in_spacy_worker() -> bool:

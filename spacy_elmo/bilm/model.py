@@ -15,7 +15,7 @@ from ..errors import Errors
 from .chars import batch_to_ids, sentence_boundary_ids
 from .config import BiLMConfig
 from .lstm import LSTMState, StackedBiLSTM
-from .precision import apply_precision, check_precision, precision_of
+from .precision import apply_precision, check_precision, precision_of, repack_int8
 from .precision import check_device as check_precision_device
 from .token_cache import TokenCache
 from .token_encoder import TokenEncoder
@@ -113,15 +113,18 @@ class BiLM(nn.Module):
 
     @property
     def precision(self) -> str:
-        """``"fp32"`` (exact) or ``"bf16"`` (weight matrices in bfloat16): see :mod:`.precision`."""
+        """``"fp32"`` (exact), ``"bf16"`` (weight matrices in bfloat16) or ``"int8"``
+        (dynamic int8 products, CPU): see :mod:`.precision`."""
         return precision_of(self)
 
     def set_precision(self, precision: str, *, check_device: bool = True) -> "BiLM":
         """Store the weight matrices in ``precision`` (in place; for inference). ``"bf16"``
         halves the weights' memory; going back to ``"fp32"`` does not restore the
         dropped bits: keep an fp32 copy (or reload) for the exact path.
+        ``"int8"`` (CPU only) keeps the float32 weights beside their int8 form:
+        ``set_precision("fp32")`` is exact again.
         ``check_device``: refuse bf16 on a device without native bf16 products
-        (where it would be far slower than fp32)."""
+        (where it would be far slower than fp32), int8 off the CPU."""
         if precision != self.precision:
             if check_device:
                 device = next(self.parameters()).device
@@ -134,12 +137,16 @@ class BiLM(nn.Module):
     def _apply(self, fn, *args, **kwargs):  # .to(), .half(), .cuda(): cached vectors are stale
         if getattr(self, "token_cache", None) is not None:
             self.token_cache.clear()
-        return super()._apply(fn, *args, **kwargs)
+        out = super()._apply(fn, *args, **kwargs)
+        repack_int8(self)  # int8 weights are packed from the float ones: pack the moved ones
+        return out
 
     def load_state_dict(self, *args, **kwargs):
         if self.token_cache is not None:
             self.token_cache.clear()
-        return super().load_state_dict(*args, **kwargs)
+        out = super().load_state_dict(*args, **kwargs)
+        repack_int8(self)  # new weights: new int8 packs
+        return out
 
     @property
     def output_dim(self) -> int:

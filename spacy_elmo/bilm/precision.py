@@ -1,4 +1,4 @@
-"""Inference precision of the biLM: the exact float32 path, or bfloat16 weights.
+"""Inference precision of the biLM: the exact float32 path, bfloat16 weights, or int8 products.
 
 ``"fp32"`` (the default) is the exact path that matches bilm-tf. ``"bf16"``
 stores every weight matrix (char embedding, convolutions, highway, projections,
@@ -7,25 +7,39 @@ bfloat16 (float32 accumulation where the BLAS offers it, as oneDNN does on CPUs
 with AVX512-BF16 / AMX, and on GPUs), while biases, gates, the LSTM state and
 the outputs stay float32. For inference only (no autograd through bf16 weights).
 
+``"int8"`` (CPU only) runs the large products, the LSTM's (input, recurrent,
+projection) and the highway and projection layers, as dynamically quantized
+int8 products (fbgemm / oneDNN: weights int8 per output channel, each input
+quantized per call, int32 accumulation, float32 out). The character
+convolutions stay float32 (their inner dimension is too small for int8 to
+pay; the token cache makes them rare anyway). The float32 weights are kept
+beside the packed int8 ones, so saving a pipeline and going back to
+``"fp32"`` (exact again) need nothing else; the weights' memory grows by a
+quarter instead of shrinking.
+
 The helpers below are what the modules call for their products: with weights
 and inputs of one dtype they are the plain torch ops (the exact path is
 unchanged); with bfloat16 weights they cast the input to bfloat16 and the
 product back to float32.
 """
-from typing import Tuple
+import warnings
+from typing import List, Tuple
 
 import torch
 from torch import Tensor, nn
 
-PRECISIONS: Tuple[str, ...] = ("fp32", "bf16")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+PRECISIONS: Tuple[str, ...] = ("fp32", "bf16", "int8")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
+# the attribute of a weight Parameter that holds its packed int8 form (one per stacked direction)
+INT8 = "_int8_packed"
 
 
 def check_precision(value: object) -> str:
     if value not in PRECISIONS:
         raise ValueError(
             f"Invalid precision {value!r}: use one of {', '.join(repr(p) for p in PRECISIONS)} "
-            "('fp32' is the exact path; 'bf16' halves the weights' memory, for inference)."
+            "('fp32' is the exact path; 'bf16' halves the weights' memory, 'int8' quantizes the "
+            "large products on CPU; both for inference)."
         )
     return value  # type: ignore[return-value]
 
@@ -46,6 +60,13 @@ def bf16_is_fast(device: torch.device) -> bool:
 
 def check_device(precision: str, device: torch.device) -> None:
     """A clear error for a precision this device cannot run fast."""
+    if precision == "int8" and device.type != "cpu":
+        raise ValueError(
+            f"precision 'int8' (dynamic int8 products) runs on CPU only, not on {device}. "
+            "On a GPU use precision = 'bf16' (or 'fp32')."
+        )
+    if precision == "int8" and not int8_engine():
+        raise ValueError("precision 'int8' needs torch's quantized CPU kernels (fbgemm, x86 or onednn), which this torch lacks. Use 'fp32'.")
     if precision == "bf16" and not bf16_is_fast(device):
         what = "GPU" if device.type == "cuda" else f"device ({device})" if device.type != "cpu" else "CPU"
         raise ValueError(
@@ -55,20 +76,71 @@ def check_device(precision: str, device: torch.device) -> None:
         )
 
 
+def int8_engine() -> bool:
+    return any(e in torch.backends.quantized.supported_engines for e in ("x86", "fbgemm", "onednn"))
+
+
+def _int8(x: Tensor, packed: List) -> Tensor:
+    """``x @ W`` through the packed int8 ``W``: ``(..., in)`` -> ``(..., out)``; stacked weights
+    (``len(packed) == 2``) take ``x``'s first dim as the stack."""
+    if len(packed) == 1:
+        return torch.ops.quantized.linear_dynamic(x.contiguous(), packed[0])
+    return torch.stack([torch.ops.quantized.linear_dynamic(x[d].contiguous(), p) for d, p in enumerate(packed)])
+
+
 def mm(x: Tensor, w: Tensor) -> Tensor:
+    packed = getattr(w, INT8, None)
+    if packed is not None:
+        return _int8(x, packed)
     return torch.mm(x, w) if x.dtype == w.dtype else torch.mm(x.to(w.dtype), w).float()
 
 
 def bmm(x: Tensor, w: Tensor) -> Tensor:
+    packed = getattr(w, INT8, None)
+    if packed is not None:
+        return _int8(x, packed)
     return torch.bmm(x, w) if x.dtype == w.dtype else torch.bmm(x.to(w.dtype), w).float()
 
 
 def addmm(b: Tensor, x: Tensor, w: Tensor) -> Tensor:
+    packed = getattr(w, INT8, None)
+    if packed is not None:
+        return _int8(x, packed) + b
     return torch.addmm(b, x, w) if x.dtype == w.dtype else torch.mm(x.to(w.dtype), w).float() + b
 
 
 def baddbmm(b: Tensor, x: Tensor, w: Tensor) -> Tensor:
+    packed = getattr(w, INT8, None)
+    if packed is not None:
+        return _int8(x, packed) + b
     return torch.baddbmm(b, x, w) if x.dtype == w.dtype else torch.bmm(x.to(w.dtype), w).float() + b
+
+
+def int8_weights(module: nn.Module) -> List[nn.Parameter]:
+    """The weights ``"int8"`` quantizes: the LSTM's, the highway's and the token projection
+    (not the character convolutions or embeddings)."""
+    names = ("w_input", "w_hidden", "w_proj", "w_carry", "w_transform")
+    return [p for name, p in module.named_parameters() if name.rsplit(".", 1)[-1] in names]
+
+
+def _pack(w: Tensor) -> List:
+    """Per-output-channel symmetric int8 packing of ``(in, out)`` or stacked ``(k, in, out)`` weights."""
+    stack = w.detach().float().reshape(-1, w.shape[-2], w.shape[-1])
+    packed = []
+    with warnings.catch_warnings():  # the quantized tensor API is what fbgemm's packing takes
+        warnings.simplefilter("ignore", UserWarning)
+        for m in stack:
+            wt = m.t().contiguous()  # (out, in)
+            scales = (wt.abs().amax(dim=1).clamp(min=1e-12) / 127.0).double()
+            q = torch.quantize_per_channel(wt, scales, torch.zeros(wt.shape[0], dtype=torch.long), 0, torch.qint8)
+            packed.append(torch.ops.quantized.linear_prepack(q, None))
+    return packed
+
+
+def _drop_int8(module: nn.Module) -> None:
+    for p in module.parameters():
+        if hasattr(p, INT8):
+            delattr(p, INT8)
 
 
 def weight_matrices(module: nn.Module):
@@ -79,13 +151,27 @@ def weight_matrices(module: nn.Module):
 def apply_precision(module: nn.Module, precision: str) -> nn.Module:
     """Convert ``module``'s weight matrices in place to ``precision`` (biases stay float32)."""
     dtype = DTYPES[check_precision(precision)]
+    _drop_int8(module)
     with torch.no_grad():
         for p in weight_matrices(module):
             if p.dtype != dtype:
                 p.data = p.data.to(dtype)
+        if precision == "int8":
+            for p in int8_weights(module):
+                setattr(p, INT8, _pack(p))
     return module
 
 
+def repack_int8(module: nn.Module) -> None:
+    """After ``module.to(...)``: pack the int8 weights again from the moved ones (on CPU),
+    or go back to fp32 elsewhere (int8 runs on CPU only)."""
+    if precision_of(module) == "int8":
+        device = next(module.parameters()).device
+        apply_precision(module, "int8" if device.type == "cpu" else "fp32")
+
+
 def precision_of(module: nn.Module) -> str:
+    if any(hasattr(p, INT8) for p in module.parameters()):
+        return "int8"
     dtypes = {p.dtype for p in weight_matrices(module)}
     return "bf16" if torch.bfloat16 in dtypes else "fp32"

@@ -1,4 +1,4 @@
-"""The bf16 fast path against the exact fp32 path on the bilm-tf fixture."""
+"""The bf16 and int8 fast paths against the exact fp32 path on the bilm-tf fixture."""
 import copy
 
 import pytest
@@ -68,7 +68,70 @@ def test_bf16_on_a_device_without_native_bf16_is_a_clear_error(reference_bilm):
         copy.deepcopy(reference_bilm).set_precision("bf16")
 
 
-@pytest.mark.parametrize("value", ["int8", "fp16", "FP32", None])
+@pytest.mark.parametrize("value", ["int4", "fp16", "FP32", None])
 def test_unknown_precision_names_the_choices(value):
-    with pytest.raises(ValueError, match="Invalid precision.*'fp32', 'bf16'"):
+    with pytest.raises(ValueError, match="Invalid precision.*'fp32', 'bf16', 'int8'"):
         check_precision(value)
+
+
+def _deviation(exact, got, sentences):
+    mask = (batch_to_ids(sentences) > 0).any(-1)
+    a, b = exact[:, mask], got[:, mask]
+    return (a - b).abs().max().item(), torch.nn.functional.cosine_similarity(a, b, dim=-1)
+
+
+def test_int8_stays_close_to_fp32_and_fp32_is_exact_again(reference_bilm, sentences):
+    exact = _layers(reference_bilm, sentences)
+    bilm = copy.deepcopy(reference_bilm).set_precision("int8")
+    assert bilm.precision == "int8"
+    got = _layers(bilm, sentences)
+    assert got.dtype == torch.float32
+    worst, cosine = _deviation(exact, got, sentences)
+    # measured on this 16-dim toy (int8 is coarsest on tiny inner dimensions): max |diff| 0.54, mean cosine 0.9983
+    assert cosine.mean() > 0.995 and worst < 1.0
+    assert not torch.equal(got, exact)  # the products really ran in int8
+    assert torch.equal(_layers(bilm.set_precision("fp32"), sentences), exact)
+
+
+def test_int8_follows_new_weights_and_keeps_the_token_cache_exact(reference_bilm, sentences):
+    bilm = copy.deepcopy(reference_bilm).set_precision("int8")
+    other = copy.deepcopy(reference_bilm)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(0.9)
+    bilm.load_state_dict(other.state_dict())
+    assert bilm.precision == "int8"
+    assert torch.equal(_layers(bilm, sentences[:5]), _layers(other.set_precision("int8"), sentences[:5]))
+    plain = _layers(bilm, sentences[:5])
+    bilm.set_token_cache(4)
+    for _ in range(2):
+        assert torch.equal(_layers(bilm, sentences[:5]), plain)
+
+
+def test_int8_off_the_cpu_is_a_clear_error():
+    from spacy_elmo.bilm.precision import check_device
+
+    with pytest.raises(ValueError, match="precision 'int8'.*CPU only, not on cuda.*'bf16'"):
+        check_device("int8", torch.device("cuda"))
+
+
+def test_component_in_int8_saves_the_exact_weights(tmp_path, reference_source):
+    import numpy as np
+    import spacy
+
+    texts = ["The cat sat on the mat .", "Dogs bark ."]
+    exact = spacy.blank("en")
+    exact.add_pipe("elmo", config={"source": reference_source})
+    exact.initialize()
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"source": reference_source, "model": {"precision": "int8"}})
+    nlp.initialize()
+    for text in texts:
+        a, b = exact(text).tensor, nlp(text).tensor
+        assert not np.array_equal(a, b)
+        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert cos.mean() > 0.99
+    nlp.to_disk(tmp_path / "int8")
+    back = spacy.load(tmp_path / "int8", config={"components": {"elmo": {"model": {"precision": "fp32"}}}})
+    for text in texts:  # the saved weights are the float32 ones: the exact path again
+        np.testing.assert_array_equal(back(text).tensor, exact(text).tensor)
