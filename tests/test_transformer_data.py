@@ -59,6 +59,7 @@ def _tagger_listening(listener="trf", grad_factor=1.0):
 
 
 def _train(reference_source, listener, steps=25):
+    spacy.util.fix_random_seed(0)  # the same dropout draws for both listeners, whatever ran before
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo", config={"source": reference_source})
     nlp.add_pipe("tagger", config={"model": _tagger_listening(listener)})
@@ -86,6 +87,7 @@ def test_transformer_listener_listens_to_elmo_in_training_and_at_inference(refer
 
 
 def test_transformer_listener_with_a_frozen_annotating_elmo(reference_source, tmp_path):
+    spacy.util.fix_random_seed(0)
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo", config={"source": reference_source})
     nlp.add_pipe("tagger", config={"model": _tagger_listening(grad_factor=0.0)})
