@@ -77,10 +77,10 @@ def test_transformer_listener_listens_to_elmo_in_training_and_at_inference(refer
     _, native, _, _ = _train(reference_source, "tok2vec")
     # the listener's gradient reaches the pipe: its loss, its learned mix
     assert losses[-1]["elmo"] > 0 and not np.allclose(after, before)
-    # and it trains as spaCy's own listener does (mean pooling over one row per token)
+    # and it trains exactly as spaCy's own listener (mean pooling over one row per token)
     assert losses[0]["tagger"] == pytest.approx(native[0]["tagger"], rel=1e-5)
     assert losses[-1]["tagger"] < 0.85 * losses[0]["tagger"]
-    assert losses[-1]["tagger"] == pytest.approx(native[-1]["tagger"], rel=0.15)
+    assert losses[-1]["tagger"] == pytest.approx(native[-1]["tagger"], rel=1e-4)
     doc = nlp("The cat sat on the mat .")
     np.testing.assert_array_equal(doc._.trf_data.model_output.last_hidden_state[0], doc.tensor)
     assert len(doc._.trf_data.align.lengths) == len(doc)
