@@ -8,6 +8,7 @@ position, no de-duplication). Sentences come from a public-domain novel in
 ../shared when present, else a synthetic vocabulary.
 """
 import argparse
+import copy
 import random
 import re
 import time
@@ -69,7 +70,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="plain text to take sentences from")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"))
+    parser.add_argument("--source", help="a biLM source (folder, name) instead of random weights in --model's shape")
     parser.add_argument("--gemm", action="store_true", help="also print this machine's fp32/bf16 matmul rate (2048x2048, best of 5)")
     args = parser.parse_args()
     if args.threads:
@@ -88,7 +90,14 @@ def main() -> None:
                 best = min(best, time.perf_counter() - start)
             print(f"GEMM {n}x{n} {str(dtype).split('.')[-1]:9s} {2 * n ** 3 / best / 1e9:7.1f} GFLOP/s")
     torch.manual_seed(0)
-    model = BiLM(make_config(args.model)).eval().to(args.device).set_precision(args.precision)
+    if args.source:
+        from spacy_elmo.loaders import load_source
+
+        exact_model = load_source(args.source).eval().to(args.device)
+        args.model = Path(args.source).name[:8]
+    else:
+        exact_model = BiLM(make_config(args.model)).eval().to(args.device)
+    model = copy.deepcopy(exact_model).set_precision(args.precision)
     if args.text.is_file():
         sentences = read_sentences(args.text, args.sentences)
         print(f"{len(sentences)} sentences from {args.text.name}")
@@ -112,6 +121,14 @@ def main() -> None:
             elapsed = time.perf_counter() - start
             print(f"{args.model:8s} {label:14s} {n_tokens / elapsed:10.0f} tokens/s "
                   f"({n_tokens} tokens, batch {args.batch_size}, {torch.get_num_threads()} threads, {args.device}, {args.precision})")
+        if args.precision != "fp32":  # how far the fast path is from the exact one, on these sentences
+            worst, cosines = 0.0, []
+            for batch in batches:
+                out, ref = model(batch), exact_model(batch)
+                a, b = out.layers[:, out.mask], ref.layers[:, ref.mask]
+                worst = max(worst, (a - b).abs().max().item())
+                cosines.append(torch.nn.functional.cosine_similarity(a, b, dim=-1).flatten())
+            print(f"{args.precision} vs fp32: max |diff| {worst:.4f}, mean cosine {torch.cat(cosines).mean().item():.6f}")
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=500)
     parser.add_argument("--threads", type=int, default=0, help="the component's threads setting (0: torch's default)")
     parser.add_argument("--cache-mb", type=float, default=256)
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"))
     parser.add_argument("--max-batch-items", type=int, default=4096, help="the model's max_batch_items (padded tokens per biLM batch)")
     args = parser.parse_args()
     if not EWT_DEV.exists():

@@ -7,12 +7,12 @@ bfloat16 (float32 accumulation where the BLAS offers it, as oneDNN does on CPUs
 with AVX512-BF16 / AMX, and on GPUs), while biases, gates, the LSTM state and
 the outputs stay float32. For inference only (no autograd through bf16 weights).
 
-``"int8"`` (CPU only) runs the large products, the LSTM's (input, recurrent,
-projection) and the highway and projection layers, as dynamically quantized
-int8 products (fbgemm / oneDNN: weights int8 per output channel, each input
-quantized per call, int32 accumulation, float32 out). The character
-convolutions stay float32 (their inner dimension is too small for int8 to
-pay; the token cache makes them rare anyway). The float32 weights are kept
+``"int8"`` (CPU only) runs the LSTM's products (input, recurrent,
+projection) as dynamically quantized int8 products (fbgemm / oneDNN: weights
+int8 per output channel, each input quantized per call, int32 accumulation,
+float32 out). The token layer (character convolutions, highway, projection)
+stays float32: the token cache makes it rare at inference, and its error
+would reach every layer. The float32 weights are kept
 beside the packed int8 ones, so saving a pipeline and going back to
 ``"fp32"`` (exact again) need nothing else; the weights' memory grows by a
 quarter instead of shrinking.
@@ -117,10 +117,9 @@ def baddbmm(b: Tensor, x: Tensor, w: Tensor) -> Tensor:
 
 
 def int8_weights(module: nn.Module) -> List[nn.Parameter]:
-    """The weights ``"int8"`` quantizes: the LSTM's, the highway's and the token projection
-    (not the character convolutions or embeddings)."""
-    names = ("w_input", "w_hidden", "w_proj", "w_carry", "w_transform")
-    return [p for name, p in module.named_parameters() if name.rsplit(".", 1)[-1] in names]
+    """The weights ``"int8"`` quantizes: the LSTM's (not the token layer's)."""
+    names = ("w_input", "w_hidden", "w_proj")
+    return [p for name, p in module.named_parameters() if name.rsplit(".", 1)[-1] in names and ".layers." in f".{name}"]
 
 
 def _pack(w: Tensor) -> List:

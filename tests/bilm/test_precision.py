@@ -87,7 +87,7 @@ def test_int8_stays_close_to_fp32_and_fp32_is_exact_again(reference_bilm, senten
     got = _layers(bilm, sentences)
     assert got.dtype == torch.float32
     worst, cosine = _deviation(exact, got, sentences)
-    # measured on this 16-dim toy (int8 is coarsest on tiny inner dimensions): max |diff| 0.54, mean cosine 0.9983
+    # measured on this 16-dim toy (int8 is coarsest on tiny inner dimensions): max |diff| 0.53, mean cosine 0.9987
     assert cosine.mean() > 0.995 and worst < 1.0
     assert not torch.equal(got, exact)  # the products really ran in int8
     assert torch.equal(_layers(bilm.set_precision("fp32"), sentences), exact)
