@@ -103,17 +103,15 @@ def bmm(x: Tensor, w: Tensor) -> Tensor:
 
 
 def addmm(b: Tensor, x: Tensor, w: Tensor) -> Tensor:
-    packed = getattr(w, INT8, None)
-    if packed is not None:
-        return _int8(x, packed) + b
-    return torch.addmm(b, x, w) if x.dtype == w.dtype else torch.mm(x.to(w.dtype), w).float() + b
+    if x.dtype == w.dtype and not hasattr(w, INT8):
+        return torch.addmm(b, x, w)
+    return mm(x, w) + b
 
 
 def baddbmm(b: Tensor, x: Tensor, w: Tensor) -> Tensor:
-    packed = getattr(w, INT8, None)
-    if packed is not None:
-        return _int8(x, packed) + b
-    return torch.baddbmm(b, x, w) if x.dtype == w.dtype else torch.bmm(x.to(w.dtype), w).float() + b
+    if x.dtype == w.dtype and not hasattr(w, INT8):
+        return torch.baddbmm(b, x, w)
+    return bmm(x, w) + b
 
 
 def int8_weights(module: nn.Module) -> List[nn.Parameter]:
