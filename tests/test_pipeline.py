@@ -114,6 +114,20 @@ def test_sentences_when_set(reference_source, reference_bilm):
     assert not np.allclose(no_sents(doc.text).tensor, doc.tensor, atol=1e-3)
 
 
+def test_sentencized_spans_without_a_sentencizer(reference_source, reference_bilm):
+    # sent_or_window_spans.v2 cuts a doc without boundaries at the rule-based sentences
+    # for the biLM only: the same vectors as with a sentencizer pipe, the doc unannotated
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"source": reference_source, "model": {"get_spans": {"@span_getters": "spacy-elmo.sent_or_window_spans.v2"}}})
+    nlp.initialize()
+    doc = nlp("The cat sat . It was happy about it !")
+    assert not doc.has_annotation("SENT_START")
+    for start, end in ((0, 4), (4, 10)):
+        np.testing.assert_allclose(
+            doc.tensor[start:end], bilm_average(reference_bilm, [t.text for t in doc[start:end]]), **ROUNDING
+        )
+
+
 @pytest.mark.parametrize("mix, width", [("average", 32), ("top", 32), ("all", 96), ("scalar", 32)])
 def test_mixes(reference_source, reference_bilm, mix, width):
     import torch

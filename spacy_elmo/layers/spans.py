@@ -78,26 +78,56 @@ class SentSpans:
 class SentOrWindowSpans:
     """Sentences when a doc has sentence boundaries, else overlapping windows;
     sentences longer than ``window`` are cut into windows too. The default:
-    ELMo was trained on sentences, and memory stays bounded for any doc."""
+    ELMo was trained on sentences, and memory stays bounded for any doc.
 
-    def __init__(self, window: int = 128, stride: int = 96) -> None:
+    With ``sentencize``, a doc without sentence boundaries (the usual case: the
+    ``elmo`` pipe runs before the parser) is first cut where spaCy's rule-based
+    ``Sentencizer`` would start sentences (after ``.``, ``!``, ``?`` ...). Only
+    the biLM's sequences are cut: the doc's own annotation is not changed.
+    """
+
+    def __init__(self, window: int = 128, stride: int = 96, sentencize: bool = False) -> None:
         _check_window(window, stride)
-        self.window, self.stride = window, stride
+        if not isinstance(sentencize, bool):
+            raise ValueError(Errors.E047.format(what="sentencize", value=sentencize, why="it must be true or false"))
+        self.window, self.stride, self.sentencize = window, stride, sentencize
+        self._sentencizer = None
+
+    def _starts(self, docs: List[Doc]) -> List[List[bool]]:
+        """Per doc without sentence boundaries, the rule-based sentencizer's sentence starts."""
+        if self._sentencizer is None:
+            from spacy.pipeline import Sentencizer
+
+            self._sentencizer = Sentencizer()
+        return self._sentencizer.predict(docs)
 
     def __call__(self, docs: Iterable[Doc]) -> List[List[Span]]:
         window, stride = self.window, self.stride
+        docs = list(docs)
+        unsplit = [doc for doc in docs if len(doc) and not doc.has_annotation("SENT_START")]
+        guessed = dict(zip(map(id, unsplit), self._starts(unsplit))) if self.sentencize and unsplit else {}
         out = []
         for doc in docs:
             if not len(doc):
                 out.append([])
-            elif doc.has_annotation("SENT_START"):
-                spans: List[Span] = []
-                for sent in doc.sents:
-                    spans.extend(_windows(doc, sent.start, sent.end, window, stride) if len(sent) > window else [sent])
-                out.append(spans)
+                continue
+            if doc.has_annotation("SENT_START"):
+                bounds = [(sent.start, sent.end) for sent in doc.sents]
+            elif id(doc) in guessed:
+                starts = [i for i, start in enumerate(guessed[id(doc)]) if start or i == 0]
+                bounds = list(zip(starts, starts[1:] + [len(doc)]))
             else:
                 out.append(_windows(doc, 0, len(doc), window, stride))
+                continue
+            spans: List[Span] = []
+            for start, end in bounds:
+                spans.extend(_windows(doc, start, end, window, stride) if end - start > window else [doc[start:end]])
+            out.append(spans)
         return out
+
+    def __getstate__(self):
+        # the sentencizer is rebuilt on first use (keeps pickles small and version-independent)
+        return {**self.__dict__, "_sentencizer": None}
 
 
 class DocSpans:
@@ -137,6 +167,17 @@ def sent_or_window_spans_v1(window: int = 128, stride: int = 96) -> SpanGetter:
     stride: tokens between window starts (< window: windows overlap, their vectors are averaged).
     """
     return SentOrWindowSpans(window, stride)
+
+
+def sent_or_window_spans_v2(window: int = 128, stride: int = 96, sentencize: bool = True) -> SpanGetter:
+    """Sentences: the doc's own, else (``sentencize``) those of spaCy's rule-based
+    sentencizer, else windows; long sentences cut into windows (see :class:`SentOrWindowSpans`).
+
+    window: tokens per window (docs without sentence boundaries when ``sentencize`` is off, and long sentences).
+    stride: tokens between window starts (< window: windows overlap, their vectors are averaged).
+    sentencize: cut a doc without sentence boundaries where the rule-based sentencizer starts sentences.
+    """
+    return SentOrWindowSpans(window, stride, sentencize)
 
 
 def doc_spans_v1() -> SpanGetter:

@@ -2,7 +2,15 @@ import pytest
 import spacy
 from spacy.tokens import Doc
 
-from spacy_elmo.layers.spans import doc_spans_v1, sent_or_window_spans_v1, sent_spans_v1, strided_spans_v1
+import pickle
+
+from spacy_elmo.layers.spans import (
+    doc_spans_v1,
+    sent_or_window_spans_v1,
+    sent_or_window_spans_v2,
+    sent_spans_v1,
+    strided_spans_v1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +49,37 @@ def test_sentences_and_long_sentences(vocab):
 def test_sent_or_window_without_boundaries_uses_windows(vocab):
     doc = _doc(vocab, 9)
     assert _bounds(sent_or_window_spans_v1(window=4, stride=4)([doc])[0]) == [(0, 4), (4, 8), (8, 9)]
+
+
+def test_sent_or_window_v2_cuts_at_the_sentencizers_sentences(vocab):
+    words = ["Hello", "there", ".", "This", "is", "it", "!", "ok", "so", "a", "b", "c", "d", "e", "f", "."]
+    doc = Doc(vocab, words=words)
+    # rule-based sentences (0-3, 3-7, 7-16); the third is longer than the window, so it is windowed
+    assert _bounds(sent_or_window_spans_v2(window=5, stride=4)([doc])[0]) == [(0, 3), (3, 7), (7, 12), (11, 16)]
+    assert not doc.has_annotation("SENT_START")  # the doc itself is not annotated
+    # the doc's own boundaries win over the rule-based ones
+    own = Doc(vocab, words=words, sent_starts=[True] + [False] * 9 + [True] + [False] * 5)
+    assert _bounds(sent_or_window_spans_v2(window=20, stride=20)([own])[0]) == [(0, 10), (10, 16)]
+    # v1 (and sentencize = false) keep windows over a doc without boundaries
+    assert _bounds(sent_or_window_spans_v2(window=8, stride=8, sentencize=False)([doc])[0]) == [(0, 8), (8, 16)]
+    assert _bounds(sent_or_window_spans_v1(window=8, stride=8)([doc])[0]) == [(0, 8), (8, 16)]
+    # no final punctuation, one token, empty docs
+    docs = [Doc(vocab, words=["no", "stop", "here"]), Doc(vocab, words=["x"]), Doc(vocab, words=[])]
+    assert [_bounds(s) for s in sent_or_window_spans_v2()(docs)] == [[(0, 3)], [(0, 1)], []]
+
+
+def test_sent_or_window_v2_pickles_and_resolves(vocab):
+    get = spacy.registry.resolve({"g": {"@span_getters": "spacy-elmo.sent_or_window_spans.v2", "window": 6, "stride": 3}})["g"]
+    assert (get.window, get.stride, get.sentencize) == (6, 3, True)
+    doc = Doc(vocab, words=["A", "b", ".", "C", "d", "."])
+    get([doc])
+    again = pickle.loads(pickle.dumps(get))
+    assert _bounds(again([doc])[0]) == _bounds(get([doc])[0]) == [(0, 3), (3, 6)]
+
+
+def test_sent_or_window_v2_bad_sentencize():
+    with pytest.raises(ValueError, match="sentencize"):
+        sent_or_window_spans_v2(sentencize="yes")
 
 
 def test_doc_spans(vocab):
