@@ -43,9 +43,10 @@ mixed_precision = false
 grad_scaler_config = {}
 
 [model.get_spans]
-@span_getters = "spacy-elmo.sent_or_window_spans.v1"
+@span_getters = "spacy-elmo.sent_or_window_spans.v2"
 window = 128
 stride = 96
+sentencize = true
 """
 
 

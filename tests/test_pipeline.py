@@ -107,9 +107,11 @@ def test_sentences_when_set(reference_source, reference_bilm):
         np.testing.assert_allclose(
             doc.tensor[sent.start : sent.end], bilm_average(reference_bilm, [t.text for t in sent]), **ROUNDING
         )
-    # without boundaries the same words are one window: different context, different vectors
+    # without boundaries (and without the rule-based sentences of sent_or_window_spans.v2,
+    # the default) the same words are one window: different context, different vectors
     no_sents = spacy.blank("en")
-    no_sents.add_pipe("elmo", config={"source": reference_source})
+    v1 = {"@span_getters": "spacy-elmo.sent_or_window_spans.v1"}
+    no_sents.add_pipe("elmo", config={"source": reference_source, "model": {"get_spans": v1}})
     no_sents.initialize()
     assert not np.allclose(no_sents(doc.text).tensor, doc.tensor, atol=1e-3)
 

@@ -68,7 +68,7 @@ def test_fill_config_and_debug_config(tmp_path, base_config, corpus):
     result = _spacy("init", "fill-config", str(base_config), str(filled))
     assert result.returncode == 0, result.stdout + result.stderr
     text = filled.read_text()
-    assert "[components.elmo.model.get_spans]" in text and 'spacy-elmo.sent_or_window_spans.v1' in text
+    assert "[components.elmo.model.get_spans]" in text and 'spacy-elmo.sent_or_window_spans.v2' in text and "sentencize = true" in text
     assert "max_batch_items = 4096" in text
     result = _spacy("debug", "config", str(filled), "--paths.train", str(corpus), "--paths.dev", str(corpus))
     assert result.returncode == 0, result.stdout + result.stderr
