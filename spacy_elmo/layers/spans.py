@@ -7,6 +7,7 @@ average of their vectors; tokens covered by none get zeros.
 """
 from typing import Callable, Iterable, List
 
+from spacy.pipeline import Sentencizer
 from spacy.tokens import Doc, Span
 
 from ..errors import Errors
@@ -91,21 +92,13 @@ class SentOrWindowSpans:
         if not isinstance(sentencize, bool):
             raise ValueError(Errors.E047.format(what="sentencize", value=sentencize, why="it must be true or false"))
         self.window, self.stride, self.sentencize = window, stride, sentencize
-        self._sentencizer = None
-
-    def _starts(self, docs: List[Doc]) -> List[List[bool]]:
-        """Per doc without sentence boundaries, the rule-based sentencizer's sentence starts."""
-        if self._sentencizer is None:
-            from spacy.pipeline import Sentencizer
-
-            self._sentencizer = Sentencizer()
-        return self._sentencizer.predict(docs)
+        self._sentencizer = Sentencizer() if sentencize else None
 
     def __call__(self, docs: Iterable[Doc]) -> List[List[Span]]:
         window, stride = self.window, self.stride
         docs = list(docs)
         unsplit = [doc for doc in docs if len(doc) and not doc.has_annotation("SENT_START")]
-        guessed = dict(zip(map(id, unsplit), self._starts(unsplit))) if self.sentencize and unsplit else {}
+        guessed = dict(zip(map(id, unsplit), self._sentencizer.predict(unsplit))) if self.sentencize and unsplit else {}
         out = []
         for doc in docs:
             if not len(doc):
@@ -124,10 +117,6 @@ class SentOrWindowSpans:
                 spans.extend(_windows(doc, start, end, window, stride) if end - start > window else [doc[start:end]])
             out.append(spans)
         return out
-
-    def __getstate__(self):
-        # the sentencizer is rebuilt on first use (keeps pickles small and version-independent)
-        return {**self.__dict__, "_sentencizer": None}
 
 
 class DocSpans:
