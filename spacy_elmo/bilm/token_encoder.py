@@ -29,6 +29,12 @@ CPU_BLOCK = 64
 # ``benchmarks/bench_token_block.py``), and stayed bit-identical across batches.
 INFERENCE_BLOCK = {"cpu": 64, "cuda": 1024}
 DEFAULT_INFERENCE_BLOCK = 256
+# On CPU, inference convolves only up to each token's padding run (as the
+# training path does, see ``_convolve_trimmed``) and keeps the fixed shapes
+# where they matter: the character windows of all tokens go through each
+# filter's matrix product in chunks of exactly this many rows (the last one
+# padded), so a window's value never depends on the batch either.
+WINDOW_CHUNK = 1024
 
 
 class Highway(nn.Module):
@@ -138,11 +144,56 @@ class TokenEncoder(nn.Module):
         padded = -(-n // block) * block
         if padded != n:
             flat = torch.cat([flat, flat.new_zeros(padded - n, flat.shape[1])])
-        out = []
-        for i in range(0, padded, block):
-            rows = flat[i : i + block]
-            out.append(self._highway_and_project(self._convolve(rows[:, : self.n_chars]), rows))
+        if flat.device.type == "cpu":
+            pooled = self._convolve_chunked(flat[:n, : self.n_chars])
+            if padded != n:
+                pooled = torch.cat([pooled, pooled.new_zeros(padded - n, pooled.shape[1])])
+            out = [self._highway_and_project(pooled[i : i + block], flat[i : i + block]) for i in range(0, padded, block)]
+        else:
+            out = []
+            for i in range(0, padded, block):
+                rows = flat[i : i + block]
+                out.append(self._highway_and_project(self._convolve(rows[:, : self.n_chars]), rows))
         return torch.cat(out)[:n] if len(out) > 1 else out[0][:n]
+
+    def _convolve_chunked(self, chars: Tensor) -> Tensor:
+        """The inference path's convolutions on CPU: ``(n, max_chars)`` -> ``(n, n_filters)``.
+
+        Tokens are sorted by how many characters they need (their padding run's
+        start plus the widest filter, see :meth:`_convolve_trimmed`) and taken in
+        blocks of ``CPU_BLOCK``, each cut to its longest; the windows of every
+        block go through one filter's product in chunks of ``WINDOW_CHUNK``
+        rows, then each token's windows are max-pooled. The features are the
+        full 50-position convolution's (the windows left out repeat a kept
+        all-padding window), and every product has one fixed shape.
+        """
+        n, max_chars = chars.shape
+        keep = (self._run_starts(chars) + self.config.max_filter_width).clamp(max=max_chars)
+        keep, order = torch.sort(keep)
+        chars = chars.index_select(0, order)
+        block, chunk = CPU_BLOCK, WINDOW_CHUNK
+        starts = list(range(0, n, block))
+        block_keep = keep[torch.tensor([min(i + block, n) - 1 for i in starts])].tolist()
+        embedded = [F.embedding(chars[i : i + block, :k], self.char_embedding) for i, k in zip(starts, block_keep)]
+        pooled: List[Tensor] = []
+        for conv in self.convolutions:
+            n_out, dim, width = conv.weight.shape
+            weight = conv.weight.reshape(n_out, dim * width).t()
+            windows = [e.unfold(1, width, 1).reshape(-1, dim * width) for e in embedded]
+            rows = torch.cat(windows) if len(windows) > 1 else windows[0]
+            total = rows.shape[0]
+            padded = -(-total // chunk) * chunk
+            if padded != total:
+                rows = torch.cat([rows, rows.new_zeros(padded - total, dim * width)])
+            y = torch.cat([mm(rows[i : i + chunk], weight) for i in range(0, padded, chunk)])
+            pieces = y[:total].split([w.shape[0] for w in windows])
+            # max(y + b) == max(y) + b exactly (rounding is monotone): add b after pooling
+            maxima = [p.view(e.shape[0], -1, n_out).amax(dim=1) for p, e in zip(pieces, embedded)]
+            pooled.append(self._activation(torch.cat(maxima) + conv.bias))
+        x = torch.cat(pooled, dim=-1)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(n, device=order.device)
+        return x.index_select(0, inverse)
 
     def _highway_and_project(self, x: Tensor, rows: Tensor) -> Tensor:
         """``(n, n_filters)`` (and the tokens' id rows, for word ids) -> ``(n, projection_dim)``."""

@@ -1,9 +1,11 @@
 """The fast token-encoder paths against the plain definitions they replace."""
+import pytest
 import torch
 from torch.nn import functional as F
 
 from spacy_elmo.bilm import BiLM, BiLMConfig, batch_to_ids
-from spacy_elmo.bilm.token_encoder import CPU_BLOCK, TokenEncoder
+from spacy_elmo.bilm import token_encoder
+from spacy_elmo.bilm.token_encoder import CPU_BLOCK, WINDOW_CHUNK, TokenEncoder
 
 
 def _config(**kw):
@@ -65,3 +67,23 @@ def test_training_path_trims_padding_with_the_same_features_and_gradients():
         # and the convolutions really ran on fewer positions for short tokens
         short = batch_to_ids([["ab", "cd"]])[0]
         assert (TokenEncoder._run_starts(short) + 7).max() < 50
+
+
+@pytest.mark.parametrize("chunk", [WINDOW_CHUNK, 96])
+def test_inference_convolves_trimmed_windows_with_the_full_convolutions_features(chunk, monkeypatch):
+    """Inference on CPU convolves each token only up to its padding run, in
+    fixed-size chunks of windows: bit for bit the features of the plain
+    50-position convolution, whatever tokens share the call."""
+    monkeypatch.setattr(token_encoder, "WINDOW_CHUNK", chunk)  # 96: many chunks, the last one padded
+    torch.manual_seed(0)
+    for activation in ("relu", "tanh"):
+        enc = TokenEncoder(_config(activation=activation)).eval()
+        words = [f"w{i}" * (i % 9) for i in range(3 * CPU_BLOCK + 5)] + ["", "x" * 80, "•東京", "a" * 44, "a" * 47, "ab" * 24]
+        ids = torch.cat([batch_to_ids([words])[0], torch.zeros(2, 50, dtype=torch.long)])
+        with torch.no_grad():
+            chunked = enc._convolve_chunked(ids)
+            full = torch.cat([enc._convolve(ids[i : i + CPU_BLOCK]) for i in range(0, ids.shape[0], CPU_BLOCK)])
+            assert torch.equal(chunked, full)
+            every = enc(ids)
+            for picked in ([0], [len(words) - 1, 3, 7], list(range(0, ids.shape[0], 5))):
+                assert torch.equal(enc(ids[picked]), every[picked])
