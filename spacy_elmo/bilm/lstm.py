@@ -16,7 +16,9 @@ How it is made fast:
   sequence reversed *within its own length*, so position ``t`` of both is live
   for the same rows, and every step is one batched matrix product for the two;
 * the input-to-hidden products of a whole layer are one batched matrix product
-  before the loop; the loop does only ``h @ W_h``, the gates and ``@ W_p``;
+  before the loop, over the live positions only (packed time-major, so step
+  ``t``'s products are one contiguous slice); the loop does only ``h @ W_h``,
+  the gates and ``@ W_p``;
 * rows are sorted by length, so step ``t`` touches only the ``n_t`` rows still
   running (no work on padding, and a finished row keeps its final state);
 * the char-CNN-free loop holds ~10 tensor operations per step and layer, all
@@ -67,14 +69,6 @@ class BiLSTMLayer(nn.Module):
             for d in range(2):
                 nn.init.xavier_uniform_(w[d])
 
-    def input_products(self, x: Tensor) -> Tensor:
-        """``(2, seq, batch, input_dim)`` -> input-to-hidden products ``(2, seq, batch, 4 * lstm_dim)``.
-
-        One batched matrix product for the whole layer; biases are added per step.
-        """
-        two, seq, batch, dim = x.shape
-        return bmm(x.reshape(two, seq * batch, dim), self.w_input).view(two, seq, batch, -1)
-
     def gate_bias(self) -> Tensor:
         """``(2, 1, 4 * lstm_dim)``: the stored bias plus TensorFlow's forget bias."""
         return (self.bias + self.forget_offset).unsqueeze(1)
@@ -96,7 +90,13 @@ class StackedBiLSTM(nn.Module):
         return LSTMState(h, c)
 
     def forward(
-        self, inputs: Tensor, lengths: Tensor, state: Optional[LSTMState] = None, *, dropout: float = 0.0
+        self,
+        inputs: Tensor,
+        lengths: Tensor,
+        state: Optional[LSTMState] = None,
+        *,
+        dropout: float = 0.0,
+        types: Optional[Tuple[Tensor, Tensor]] = None,
     ) -> Tuple[Tensor, LSTMState]:
         """Run the stack.
 
@@ -104,6 +104,10 @@ class StackedBiLSTM(nn.Module):
         lengths: ``(batch,)`` number of live positions of each row.
         state: initial state (zeros when ``None``), rows in input order.
         dropout: rate applied to every layer's input (language-model training only).
+        types: optionally ``(vectors, ids)`` with ``inputs == vectors[ids]``:
+            vectors ``(n_types, projection_dim)``, ids ``(batch, seq)`` long.
+            Without autograd and dropout, the first layer's input products are
+            then computed once per type and gathered (text repeats its words).
 
         Returns ``(outputs, final_state)``: outputs ``(n_layers, batch, seq, 2 * projection_dim)``,
         ``[forward; backward]``, zero at padding; final_state per row, in input order
@@ -135,7 +139,12 @@ class StackedBiLSTM(nn.Module):
         final_c: List[Tensor] = []
         for index, layer in enumerate(self.layers):
             layer_input = lm_dropout(x, dropout)
-            y, h, c = self._run_layer(layer, layer_input, live, state.h[index], state.c[index])
+            products = None
+            if index == 0 and types is not None and dropout == 0.0 and not _needs_grad(layer, x):
+                vectors, ids = types
+                ids_fwd = (ids.index_select(0, order) if needs_sort else ids).t()  # (seq, batch)
+                products = _type_products(layer, vectors, torch.stack([ids_fwd, ids_fwd.gather(0, reverse)]), live)
+            y, h, c = self._run_layer(layer, layer_input, live, state.h[index], state.c[index], products)
             if index > 0 and self.config.use_skip_connections:
                 y = y + x
             final_h.append(h)
@@ -152,30 +161,35 @@ class StackedBiLSTM(nn.Module):
         return out, new_state
 
     def _run_layer(
-        self, layer: BiLSTMLayer, x: Tensor, live: List[int], h0: Tensor, c0: Tensor
+        self, layer: BiLSTMLayer, x: Tensor, live: List[int], h0: Tensor, c0: Tensor, products: Optional[Tensor] = None
     ) -> Tuple[Tensor, Tensor, Tensor]:
         """x: ``(2, seq, batch, in)`` -> ``(2, seq, batch, P)`` and the final ``h``, ``c`` ``(2, batch, .)``.
 
+        products: the input products of the live positions, packed time-major
+        ``(2, n_live, 4C)``, when the caller has them (see ``types`` in :meth:`forward`).
+
         Without autograd the state is updated in place and the live rows of
-        step ``t`` are read through strided views (no copies); with autograd,
-        see :meth:`_run_layer_packed`.
+        step ``t`` are read through strided views (no copies); the input
+        products are computed for live positions only (no work on padding);
+        with autograd, see :meth:`_run_layer_packed`.
         """
-        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters())):
+        if _needs_grad(layer, x):
             return self._run_layer_packed(layer, x, live, h0, c0)
         cfg = self.config
-        C = cfg.lstm_dim
         _, seq, batch, _ = x.shape
-        xp = layer.input_products(x)  # (2, seq, batch, 4C), blocks i, j, f, o
-        bias = layer.gate_bias()
+        counts = [n for n in live if n > 0]
         out = x.new_zeros(2, seq, batch, cfg.projection_dim)
-        w_hidden, w_proj = layer.w_hidden, layer.w_proj
         h, c = h0.clone(), c0.clone()
-        for t in range(seq):
-            n = live[t]
-            if n == 0:
-                break
+        if not counts:
+            return out, h, c
+        if products is None:
+            products = bmm(_live_rows(x, counts), layer.w_input)
+        xp_steps = products.split(counts, dim=1)  # (2, n_t, 4C) each, blocks i, j, f, o
+        bias = layer.gate_bias()
+        w_hidden = layer.w_hidden
+        for t, n in enumerate(counts):
             gates = baddbmm(bias, h[:, :n], w_hidden)  # (2, n, 4C)
-            gates += xp[:, t] if n == batch else xp[:, t, :n]
+            gates += xp_steps[t]
             h_new, c_new = self._cell(gates, c[:, :n], layer)
             out[:, t, :n] = h_new
             h[:, :n] = h_new
@@ -198,8 +212,7 @@ class StackedBiLSTM(nn.Module):
         counts = [n for n in live if n > 0]
         if not counts:
             return x.new_zeros(2, seq, batch, cfg.projection_dim), h0, c0
-        device = x.device
-        index = torch.cat([torch.arange(n, device=device) + t * batch for t, n in enumerate(counts)])
+        index = _live_index(counts, batch, x.device)
         x_packed = x.reshape(2, seq * batch, in_dim).index_select(1, index)
         xp_steps = bmm(x_packed, layer.w_input).split(counts, dim=1)  # (2, n_t, 4C) each
         bias = layer.gate_bias()
@@ -249,6 +262,33 @@ class StackedBiLSTM(nn.Module):
                     h_shape=h_shape, c_shape=c_shape, got_h=tuple(state.h.shape), got_c=tuple(state.c.shape)
                 )
             )
+
+
+def _needs_grad(layer: nn.Module, x: Tensor) -> bool:
+    return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters()))
+
+
+def _live_rows(x: Tensor, counts: List[int]) -> Tensor:
+    """``(2, seq, batch, ...)`` -> ``(2, n_live, ...)``: the live positions, packed time-major."""
+    _, seq, batch = x.shape[:3]
+    flat = x.reshape(2, seq * batch, *x.shape[3:])
+    if len(counts) == seq and counts[-1] == batch:  # no padding
+        return flat
+    return flat.index_select(1, _live_index(counts, batch, x.device))
+
+
+def _type_products(layer: BiLSTMLayer, vectors: Tensor, ids: Tensor, live: List[int]) -> Tensor:
+    """The input products of the live positions from those of each type: vectors
+    ``(n_types, in)``, ids ``(2, seq, batch)`` (time-major, the backward direction
+    reversed) -> ``(2, n_live, 4C)``."""
+    per_type = bmm(vectors.unsqueeze(0).expand(2, -1, -1), layer.w_input)  # (2, n_types, 4C)
+    ids = _live_rows(ids, [n for n in live if n > 0])
+    return torch.stack([per_type[0].index_select(0, ids[0]), per_type[1].index_select(0, ids[1])])
+
+
+def _live_index(counts: List[int], batch: int, device: torch.device) -> Tensor:
+    """Positions ``t * batch + b`` of the live rows ``b < counts[t]`` of each step, time-major."""
+    return torch.cat([torch.arange(n, device=device) + t * batch for t, n in enumerate(counts)])
 
 
 def _reverse_index(lengths: Tensor, seq: int) -> Tensor:

@@ -69,7 +69,8 @@ def test_every_sentence_starts_from_a_fresh_state(folder):
         together = bilm(bilm.batch_to_ids(SENTENCES)).layers
         for i, sentence in enumerate(SENTENCES):
             alone = bilm(bilm.batch_to_ids([sentence])).layers[:, 0]
-            torch.testing.assert_close(together[:, i, : len(sentence)], alone, atol=1e-6, rtol=0)
+            # a carried state would differ by far more than float32 rounding (values reach ~4)
+            torch.testing.assert_close(together[:, i, : len(sentence)], alone, atol=1e-6, rtol=1e-6)
 
 
 def test_token_ids_follow_efml_code(folder):
