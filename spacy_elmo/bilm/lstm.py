@@ -96,7 +96,6 @@ class StackedBiLSTM(nn.Module):
         state: Optional[LSTMState] = None,
         *,
         dropout: float = 0.0,
-        types: Optional[Tuple[Tensor, Tensor]] = None,
     ) -> Tuple[Tensor, LSTMState]:
         """Run the stack.
 
@@ -104,10 +103,6 @@ class StackedBiLSTM(nn.Module):
         lengths: ``(batch,)`` number of live positions of each row.
         state: initial state (zeros when ``None``), rows in input order.
         dropout: rate applied to every layer's input (language-model training only).
-        types: optionally ``(vectors, ids)`` with ``inputs == vectors[ids]``:
-            vectors ``(n_types, projection_dim)``, ids ``(batch, seq)`` long.
-            Without autograd and dropout, the first layer's input products are
-            then computed once per type and gathered (text repeats its words).
 
         Returns ``(outputs, final_state)``: outputs ``(n_layers, batch, seq, 2 * projection_dim)``,
         ``[forward; backward]``, zero at padding; final_state per row, in input order
@@ -139,12 +134,7 @@ class StackedBiLSTM(nn.Module):
         final_c: List[Tensor] = []
         for index, layer in enumerate(self.layers):
             layer_input = lm_dropout(x, dropout)
-            products = None
-            if index == 0 and types is not None and dropout == 0.0 and not _needs_grad(layer, x):
-                vectors, ids = types
-                ids_fwd = (ids.index_select(0, order) if needs_sort else ids).t()  # (seq, batch)
-                products = _type_products(layer, vectors, torch.stack([ids_fwd, ids_fwd.gather(0, reverse)]), live)
-            y, h, c = self._run_layer(layer, layer_input, live, state.h[index], state.c[index], products)
+            y, h, c = self._run_layer(layer, layer_input, live, state.h[index], state.c[index])
             if index > 0 and self.config.use_skip_connections:
                 y = y + x
             final_h.append(h)
@@ -161,12 +151,9 @@ class StackedBiLSTM(nn.Module):
         return out, new_state
 
     def _run_layer(
-        self, layer: BiLSTMLayer, x: Tensor, live: List[int], h0: Tensor, c0: Tensor, products: Optional[Tensor] = None
+        self, layer: BiLSTMLayer, x: Tensor, live: List[int], h0: Tensor, c0: Tensor
     ) -> Tuple[Tensor, Tensor, Tensor]:
         """x: ``(2, seq, batch, in)`` -> ``(2, seq, batch, P)`` and the final ``h``, ``c`` ``(2, batch, .)``.
-
-        products: the input products of the live positions, packed time-major
-        ``(2, n_live, 4C)``, when the caller has them (see ``types`` in :meth:`forward`).
 
         Without autograd the state is updated in place and the live rows of
         step ``t`` are read through strided views (no copies); the input
@@ -182,9 +169,7 @@ class StackedBiLSTM(nn.Module):
         h, c = h0.clone(), c0.clone()
         if not counts:
             return out, h, c
-        if products is None:
-            products = bmm(_live_rows(x, counts), layer.w_input)
-        xp_steps = products.split(counts, dim=1)  # (2, n_t, 4C) each, blocks i, j, f, o
+        xp_steps = bmm(_live_rows(x, counts), layer.w_input).split(counts, dim=1)  # (2, n_t, 4C) each, blocks i, j, f, o
         bias = layer.gate_bias()
         w_hidden = layer.w_hidden
         for t, n in enumerate(counts):
@@ -275,15 +260,6 @@ def _live_rows(x: Tensor, counts: List[int]) -> Tensor:
     if len(counts) == seq and counts[-1] == batch:  # no padding
         return flat
     return flat.index_select(1, _live_index(counts, batch, x.device))
-
-
-def _type_products(layer: BiLSTMLayer, vectors: Tensor, ids: Tensor, live: List[int]) -> Tensor:
-    """The input products of the live positions from those of each type: vectors
-    ``(n_types, in)``, ids ``(2, seq, batch)`` (time-major, the backward direction
-    reversed) -> ``(2, n_live, 4C)``."""
-    per_type = bmm(vectors.unsqueeze(0).expand(2, -1, -1), layer.w_input)  # (2, n_types, 4C)
-    ids = _live_rows(ids, [n for n in live if n > 0])
-    return torch.stack([per_type[0].index_select(0, ids[0]), per_type[1].index_select(0, ids[1])])
 
 
 def _live_index(counts: List[int], batch: int, device: torch.device) -> Tensor:

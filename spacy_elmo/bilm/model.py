@@ -204,30 +204,26 @@ class BiLM(nn.Module):
         mask = (char_ids > 0).any(dim=-1)
         lengths = mask.sum(dim=1)
         with_bounds = self._add_boundaries(char_ids, lengths)
-        tokens, types = self._encode_unique(with_bounds)  # (batch, seq + 2, P)
-        lstm_out, new_state = self.lstm(tokens, lengths + 2, state, dropout=dropout, types=types)
+        tokens = self._encode_unique(with_bounds)  # (batch, seq + 2, P)
+        lstm_out, new_state = self.lstm(tokens, lengths + 2, state, dropout=dropout)
         return tokens, lstm_out, mask, new_state
 
-    def _encode_unique(self, char_ids: Tensor) -> Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]:
+    def _encode_unique(self, char_ids: Tensor) -> Tensor:
         """Token encoder on each distinct token of the batch once, scattered back.
 
         Natural text repeats words (and every sentence has ``<S>``/``</S>``), so this
         skips most of the char-CNN work; gradients still reach every occurrence.
-        Returns the vectors ``(*char_ids.shape[:-1], P)`` and, for the LSTM, the
-        distinct vectors ``(n_types, P)`` with each position's type ``char_ids.shape[:-1]``
-        (``None`` for an empty batch).
         """
         flat = char_ids.reshape(-1, char_ids.shape[-1])
         if flat.shape[0] == 0:
-            return self.token_encoder(char_ids), None
+            return self.token_encoder(char_ids)
         unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
         cache = self.token_cache
         if cache is not None and not torch.is_grad_enabled():
             encoded = cache.encode(unique, self.token_encoder)
         else:
             encoded = self.token_encoder(unique)
-        shape = char_ids.shape[:-1]
-        return encoded.index_select(0, inverse).view(*shape, -1), (encoded, inverse.view(shape))
+        return encoded.index_select(0, inverse).view(*char_ids.shape[:-1], -1)
 
     def _add_boundaries(self, char_ids: Tensor, lengths: Tensor) -> Tensor:
         """``(batch, seq, W)`` -> ``(batch, seq + 2, W)`` with ``<S>`` first and ``</S>`` after each row's last token."""
