@@ -90,3 +90,36 @@ def test_doc_spans(vocab):
 def test_bad_windows(window, stride):
     with pytest.raises(ValueError, match="Invalid"):
         strided_spans_v1(window=window, stride=stride)
+
+
+def _sentencizer_starts(doc):
+    from spacy.pipeline import Sentencizer
+
+    return [i for i, start in enumerate(Sentencizer().predict([doc])[0]) if start or i == 0]
+
+
+def test_rule_sentence_starts_equal_spacys_sentencizer(vocab):
+    import random
+
+    from spacy_elmo.layers.spans import rule_sentence_starts
+
+    rng = random.Random(0)
+    pieces = ["a", "The", "x1", ".", "!", "?", "...", "?!", "'", '"', ")", "(", ",", "-", "。", "।", "٫", "…", "Ok", "🙂", "\n"]
+    docs = [Doc(vocab, words=[rng.choice(pieces) for _ in range(rng.randint(1, 40))]) for _ in range(500)]
+    docs += [Doc(vocab, words=w) for w in (["."], [".", "."], ["a", "."], [".", "a"], ["a", ".", ")", '"', "b", "c", "!", "d"])]
+    for doc in docs:
+        assert rule_sentence_starts(doc) == _sentencizer_starts(doc), [t.text for t in doc]
+
+
+def test_rule_sentence_starts_on_real_text(vocab):
+    from spacy_elmo.layers.spans import rule_sentence_starts
+
+    from ..conftest import SHARED, require_shared
+
+    path = require_shared(SHARED / "data" / "ud-english-ewt" / "en_ewt-ud-test.conllu")
+    nlp = spacy.blank("en")
+    texts = [line[len("# text = "):] for line in path.read_text(encoding="utf8").splitlines() if line.startswith("# text = ")]
+    docs = [nlp.make_doc(" ".join(texts[i : i + 10])) for i in range(0, len(texts), 10)]
+    assert sum(len(d) for d in docs) > 20000
+    for doc in docs:
+        assert rule_sentence_starts(doc) == _sentencizer_starts(doc)
