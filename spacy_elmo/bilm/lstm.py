@@ -90,12 +90,7 @@ class StackedBiLSTM(nn.Module):
         return LSTMState(h, c)
 
     def forward(
-        self,
-        inputs: Tensor,
-        lengths: Tensor,
-        state: Optional[LSTMState] = None,
-        *,
-        dropout: float = 0.0,
+        self, inputs: Tensor, lengths: Tensor, state: Optional[LSTMState] = None, *, dropout: float = 0.0
     ) -> Tuple[Tensor, LSTMState]:
         """Run the stack.
 
