@@ -258,8 +258,12 @@ def _live_rows(x: Tensor, counts: List[int]) -> Tensor:
 
 
 def _live_index(counts: List[int], batch: int, device: torch.device) -> Tensor:
-    """Positions ``t * batch + b`` of the live rows ``b < counts[t]`` of each step, time-major."""
-    return torch.cat([torch.arange(n, device=device) + t * batch for t, n in enumerate(counts)])
+    """Positions ``t * batch + b`` of the live rows ``b < counts[t]`` of each step, time-major.
+
+    Built on the host and moved once (on a GPU, one copy instead of a launch per step).
+    """
+    index = torch.cat([torch.arange(n) + t * batch for t, n in enumerate(counts)])
+    return index.to(device)
 
 
 def _reverse_index(lengths: Tensor, seq: int) -> Tensor:
