@@ -9,7 +9,7 @@ mapping to bilm-tf files a plain copy.
 A token's input row holds ``max_characters_per_token`` character ids and, when
 the config has a word embedding, its word id last (``config.input_width``).
 """
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -119,17 +119,22 @@ class TokenEncoder(nn.Module):
         n, max_chars = chars.shape
         if n == 0:
             return self._convolve(chars)
-        block = CPU_BLOCK if chars.device.type == "cpu" else n
+        blocks, order = self._trimmed_blocks(chars, CPU_BLOCK if chars.device.type == "cpu" else n)
+        pieces = [self._convolve(block) for block in blocks]
+        x = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+        return _unsort(x, order)
+
+    def _trimmed_blocks(self, chars: Tensor, block: int) -> Tuple[List[Tensor], Tensor]:
+        """``(n, max_chars)`` -> the rows sorted by the characters they need (their
+        padding run's start plus the widest filter), in blocks of ``block`` rows,
+        each cut to its longest; and the sort order (see :func:`_unsort`)."""
+        n, max_chars = chars.shape
         keep = (self._run_starts(chars) + self.config.max_filter_width).clamp(max=max_chars)
         keep, order = torch.sort(keep)
         chars = chars.index_select(0, order)
         # one host sync for all blocks: each block's longest kept length
         block_keep = keep[torch.arange(block - 1, n + block - 1, block, device=keep.device).clamp(max=n - 1)].tolist()
-        pieces = [self._convolve(chars[i : i + block, :k]) for i, k in zip(range(0, n, block), block_keep)]
-        x = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
-        inverse = torch.empty_like(order)
-        inverse[order] = torch.arange(n, device=order.device)
-        return x.index_select(0, inverse)
+        return [chars[i : i + block, :k] for i, k in zip(range(0, n, block), block_keep)], order
 
     @staticmethod
     def _run_starts(chars: Tensor) -> Tensor:
@@ -167,14 +172,9 @@ class TokenEncoder(nn.Module):
         full 50-position convolution's (the windows left out repeat a kept
         all-padding window), and every product has one fixed shape.
         """
-        n, max_chars = chars.shape
-        keep = (self._run_starts(chars) + self.config.max_filter_width).clamp(max=max_chars)
-        keep, order = torch.sort(keep)
-        chars = chars.index_select(0, order)
-        block, chunk = CPU_BLOCK, WINDOW_CHUNK
-        starts = list(range(0, n, block))
-        block_keep = keep[torch.tensor([min(i + block, n) - 1 for i in starts])].tolist()
-        embedded = [F.embedding(chars[i : i + block, :k], self.char_embedding) for i, k in zip(starts, block_keep)]
+        blocks, order = self._trimmed_blocks(chars, CPU_BLOCK)
+        chunk = WINDOW_CHUNK
+        embedded = [F.embedding(block, self.char_embedding) for block in blocks]
         pooled: List[Tensor] = []
         for conv in self.convolutions:
             n_out, dim, width = conv.weight.shape
@@ -190,10 +190,7 @@ class TokenEncoder(nn.Module):
             # max(y + b) == max(y) + b exactly (rounding is monotone): add b after pooling
             maxima = [p.view(e.shape[0], -1, n_out).amax(dim=1) for p, e in zip(pieces, embedded)]
             pooled.append(self._activation(torch.cat(maxima) + conv.bias))
-        x = torch.cat(pooled, dim=-1)
-        inverse = torch.empty_like(order)
-        inverse[order] = torch.arange(n, device=order.device)
-        return x.index_select(0, inverse)
+        return _unsort(torch.cat(pooled, dim=-1), order)
 
     def _highway_and_project(self, x: Tensor, rows: Tensor) -> Tensor:
         """``(n, n_filters)`` (and the tokens' id rows, for word ids) -> ``(n, projection_dim)``."""
@@ -223,3 +220,10 @@ class TokenEncoder(nn.Module):
             # max(y + b) == max(y) + b exactly (rounding is monotone): add b after pooling
             pooled.append(self._activation(y.view(n, positions, n_out).amax(dim=1) + conv.bias))
         return torch.cat(pooled, dim=-1)
+
+
+def _unsort(x: Tensor, order: Tensor) -> Tensor:
+    """Rows of ``x`` (in the order ``order`` sorted them) back in their original order."""
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.shape[0], device=order.device)
+    return x.index_select(0, inverse)
