@@ -156,6 +156,8 @@ class StackedBiLSTM(nn.Module):
         with autograd, see :meth:`_run_layer_packed`.
         """
         if _needs_grad(layer, x):
+            if _fused_backward_applies(layer, x):
+                return self._run_layer_fused(layer, x, live, h0, c0)
             return self._run_layer_packed(layer, x, live, h0, c0)
         cfg = self.config
         _, seq, batch, _ = x.shape
@@ -218,6 +220,31 @@ class StackedBiLSTM(nn.Module):
         out = x.new_zeros(2, seq * batch, cfg.projection_dim).index_copy(1, index, packed)
         return out.view(2, seq, batch, cfg.projection_dim), h_final, c_final
 
+    def _run_layer_fused(
+        self, layer: BiLSTMLayer, x: Tensor, live: List[int], h0: Tensor, c0: Tensor
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """The autograd path with the step loop as one autograd node (:class:`_Recurrence`).
+
+        The same packing and forward arithmetic as :meth:`_run_layer_packed`;
+        the backward pass is written out: per step only the two products that
+        carry the gradient back in time, and the recurrent and projection
+        weights' gradients as one product each over all steps (autograd would
+        make two small products per step for them and add them up).
+        """
+        cfg = self.config
+        _, seq, batch, in_dim = x.shape
+        counts = [n for n in live if n > 0]
+        if not counts:
+            return x.new_zeros(2, seq, batch, cfg.projection_dim), h0, c0
+        index = _live_index(counts, batch, x.device)
+        x_packed = x.reshape(2, seq * batch, in_dim).index_select(1, index)
+        xp = bmm(x_packed, layer.w_input)  # (2, total live, 4C)
+        packed, h_final, c_final = _Recurrence.apply(
+            xp, layer.gate_bias(), layer.w_hidden, layer.w_proj, h0, c0, counts, cfg.cell_clip, cfg.proj_clip
+        )
+        out = x.new_zeros(2, seq * batch, cfg.projection_dim).index_copy(1, index, packed)
+        return out.view(2, seq, batch, cfg.projection_dim), h_final, c_final
+
     def _cell(self, gates: Tensor, c: Tensor, layer: BiLSTMLayer) -> Tuple[Tensor, Tensor]:
         """gates ``(2, n, 4C)`` (blocks i, j, f, o, biases included), c ``(2, n, C)`` -> new h ``(2, n, P)``, c."""
         cfg = self.config
@@ -242,6 +269,119 @@ class StackedBiLSTM(nn.Module):
                     h_shape=h_shape, c_shape=c_shape, got_h=tuple(state.h.shape), got_c=tuple(state.c.shape)
                 )
             )
+
+
+class _Recurrence(torch.autograd.Function):
+    """The step loop of one layer, both directions, with a hand-written backward pass.
+
+    forward(xp, bias, w_hidden, w_proj, h0, c0, counts, cell_clip, proj_clip) -> (out, h_final, c_final)
+
+    xp: ``(2, N, 4C)`` input products of the live positions, packed time-major
+    (step ``t``: rows ``0 .. counts[t] - 1``, ``N = sum(counts)``); bias:
+    ``(2, 1, 4C)`` (forget bias included); w_hidden ``(2, P, 4C)``; w_proj
+    ``(2, C, P)``; h0 ``(2, batch, P)``, c0 ``(2, batch, C)``, rows sorted by
+    length. out: ``(2, N, P)`` packed like xp; h_final, c_final: ``(2, batch, .)``.
+
+    The forward pass is :meth:`StackedBiLSTM._cell`'s arithmetic op for op (so
+    its outputs are those of the autograd path). Clipping passes the gradient
+    where the unclipped value lies within the bounds, ends included, as
+    ``clamp`` does.
+    """
+
+    @staticmethod
+    def forward(ctx, xp, bias, w_hidden, w_proj, h0, c0, counts, cell_clip, proj_clip):  # type: ignore[override]
+        C = w_proj.shape[1]
+        batch = h0.shape[1]
+        h, c = h0, c0
+        finished_h: List[Tensor] = []
+        finished_c: List[Tensor] = []
+        steps: List[Tensor] = []
+        saved: List[Tuple[Tensor, ...]] = []
+        offset = 0
+        n_prev = batch
+        for n in counts:
+            if n < n_prev:
+                finished_h.append(h[:, n:])
+                finished_c.append(c[:, n:])
+                h, c = h[:, :n], c[:, :n]
+            gates = torch.baddbmm(bias, h, w_hidden) + xp[:, offset : offset + n]
+            i = torch.sigmoid(gates[..., :C])
+            j = torch.tanh(gates[..., C : 2 * C])
+            fo = torch.sigmoid(gates[..., 2 * C :])
+            c_raw = torch.addcmul(i * j, fo[..., :C], c)
+            c_new = c_raw.clamp(-cell_clip, cell_clip) if cell_clip is not None else c_raw
+            tanh_c = torch.tanh(c_new)
+            m = fo[..., C:] * tanh_c
+            h_raw = torch.bmm(m, w_proj)
+            h_new = h_raw.clamp(-proj_clip, proj_clip) if proj_clip is not None else h_raw
+            saved.append((h, c, i, j, fo, c_raw, tanh_c, m, h_raw))
+            steps.append(h_new)
+            h, c = h_new, c_new
+            offset += n
+            n_prev = n
+        finished_h.append(h)
+        finished_c.append(c)
+        ctx.steps = saved
+        ctx.counts = counts
+        ctx.clips = (cell_clip, proj_clip)
+        ctx.save_for_backward(w_hidden, w_proj)
+        return torch.cat(steps, dim=1), torch.cat(finished_h[::-1], dim=1), torch.cat(finished_c[::-1], dim=1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, d_out, d_h_final, d_c_final):  # type: ignore[override]
+        w_hidden, w_proj = ctx.saved_tensors
+        cell_clip, proj_clip = ctx.clips
+        counts: List[int] = ctx.counts
+        saved = ctx.steps
+        C = w_proj.shape[1]
+        N = sum(counts)
+        P = w_proj.shape[2]
+        # running gradients of the state, all rows; rows not yet reached hold their final state's
+        dh = d_h_final.clone()
+        dc = d_c_final.clone()
+        d_gates = d_out.new_empty(2, N, 4 * C)
+        d_h_raw = d_out.new_empty(2, N, P)
+        w_hidden_t = w_hidden.transpose(1, 2)
+        w_proj_t = w_proj.transpose(1, 2)
+        offset = N
+        for t in range(len(counts) - 1, -1, -1):
+            n = counts[t]
+            offset -= n
+            rows = slice(offset, offset + n)
+            h_prev, c_prev, i, j, fo, c_raw, tanh_c, m, h_raw = saved[t]
+            g_h = dh[:, :n] + d_out[:, rows]
+            if proj_clip is not None:
+                g_h.masked_fill_(h_raw.abs() > proj_clip, 0.0)
+            d_h_raw[:, rows] = g_h
+            d_m = torch.bmm(g_h, w_proj_t)  # (2, n, C)
+            o = fo[..., C:]
+            g_c = dc[:, :n] + d_m * o * (1.0 - tanh_c * tanh_c)
+            if cell_clip is not None:
+                g_c.masked_fill_(c_raw.abs() > cell_clip, 0.0)
+            f = fo[..., :C]
+            g = d_gates[:, rows]
+            torch.mul(g_c * j, i * (1.0 - i), out=g[..., :C])
+            torch.mul(g_c * i, 1.0 - j * j, out=g[..., C : 2 * C])
+            torch.mul(g_c * c_prev, f * (1.0 - f), out=g[..., 2 * C : 3 * C])
+            torch.mul(d_m * tanh_c, o * (1.0 - o), out=g[..., 3 * C :])
+            dc[:, :n] = g_c * f
+            dh[:, :n] = torch.bmm(g, w_hidden_t)
+        h_prev_all = torch.cat([step[0] for step in saved], dim=1)  # (2, N, P)
+        m_all = torch.cat([step[7] for step in saved], dim=1)  # (2, N, C)
+        d_w_hidden = torch.bmm(h_prev_all.transpose(1, 2), d_gates)
+        d_w_proj = torch.bmm(m_all.transpose(1, 2), d_h_raw)
+        d_bias = d_gates.sum(dim=1, keepdim=True)
+        return d_gates, d_bias, d_w_hidden, d_w_proj, dh, dc, None, None, None
+
+
+def _fused_backward_applies(layer: nn.Module, x: Tensor) -> bool:
+    """float32 weights and inputs, no autocast, no int8 products: the case :class:`_Recurrence` is written for."""
+    from .precision import INT8
+
+    if x.dtype != torch.float32 or torch.is_autocast_enabled(x.device.type):
+        return False
+    return all(p.dtype == torch.float32 and not hasattr(p, INT8) for p in layer.parameters())
 
 
 def _needs_grad(layer: nn.Module, x: Tensor) -> bool:

@@ -43,3 +43,52 @@ def test_gradients_equal_the_sum_of_per_sentence_gradients():
         loss_of([r]).backward()
     for name, p in bilm.named_parameters():
         torch.testing.assert_close(batched[name], p.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def _gradients(bilm, ids, state, fused, monkeypatch):
+    from spacy_elmo.bilm import lstm
+
+    with monkeypatch.context() as patch:
+        if not fused:
+            patch.setattr(lstm, "_fused_backward_applies", lambda layer, x: False)
+        bilm.zero_grad()
+        h0, c0 = (s.detach().clone().requires_grad_() for s in state)
+        out = bilm(ids, type(state)(h0, c0), return_state=True)
+        torch.manual_seed(1)
+        loss = (out.layers * torch.randn_like(out.layers)).sum()
+        loss = loss + (out.state.h * torch.randn_like(out.state.h)).sum() + (out.state.c * torch.randn_like(out.state.c)).sum()
+        loss.backward()
+    grads = {name: p.grad.clone() for name, p in bilm.named_parameters()}
+    return out, grads, h0.grad, c0.grad
+
+
+def test_the_written_out_backward_matches_autograd_through_every_step(monkeypatch):
+    """The fused step loop (`_Recurrence`) against autograd over the step ops, clipping active, a carried state."""
+    bilm = _bilm()
+    ids = batch_to_ids(SENTENCES)
+    torch.manual_seed(2)
+    zero = bilm.lstm.zero_state(len(SENTENCES), torch.zeros(1))
+    state = type(zero)(torch.randn_like(zero.h) * 0.3, torch.randn_like(zero.c) * 0.3)
+    with torch.no_grad():  # the clips bind somewhere, so their gradient masks are exercised
+        layers = bilm(ids, state).layers
+    assert (layers[1:].abs() >= 0.4 - 1e-6).any()
+    fused, fused_grads, fused_h0, fused_c0 = _gradients(bilm, ids, state, True, monkeypatch)
+    plain, plain_grads, plain_h0, plain_c0 = _gradients(bilm, ids, state, False, monkeypatch)
+    assert torch.equal(fused.layers, plain.layers)
+    assert torch.equal(fused.state.h, plain.state.h) and torch.equal(fused.state.c, plain.state.c)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(fused_grads[name], grad, atol=1e-6, rtol=1e-5, msg=name)
+    torch.testing.assert_close(fused_h0, plain_h0, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(fused_c0, plain_c0, atol=1e-6, rtol=1e-5)
+    assert fused.layers.grad_fn is not None
+
+
+def test_the_fused_backward_is_not_used_under_int8_or_autocast():
+    from spacy_elmo.bilm import lstm
+
+    layer = _bilm().lstm.layers[0]
+    x = torch.zeros(2, 3, 4, 6)
+    assert lstm._fused_backward_applies(layer, x)
+    assert not lstm._fused_backward_applies(layer, x.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not lstm._fused_backward_applies(layer, x)
