@@ -25,6 +25,7 @@ TINY_VARS = {
     "limit": 300,
     "curve_sizes": "50,100",
     "curve_steps": 20,
+    "curve_jobs": 2,
     "compare_note": "SMOKE RUN: tiny data and 40 steps, these scores mean nothing",
 }
 

@@ -99,7 +99,8 @@ def _mean(losses, name, part):
 def trained(corpus, biLM_folder):
     nlp, _ = _nlp("tagger_parser_ner", corpus, biLM_folder)
     before = _dev_scores(nlp, corpus)
-    losses = _train(nlp, corpus, steps=240)
+    # 20 epochs of the 30 training docs: the scores below were reached with a wide margin at 60 steps
+    losses = _train(nlp, corpus, steps=80)
     after = _dev_scores(nlp, corpus)
     return nlp, losses, before, after
 
