@@ -17,7 +17,7 @@ from .config import BiLMConfig
 from .lstm import LSTMState, StackedBiLSTM
 from .precision import apply_precision, check_precision, precision_of, repack_int8
 from .precision import check_device as check_precision_device
-from .token_cache import TokenCache
+from .token_cache import TokenCache, unique_rows
 from .token_encoder import TokenEncoder
 
 if TYPE_CHECKING:
@@ -217,10 +217,14 @@ class BiLM(nn.Module):
         flat = char_ids.reshape(-1, char_ids.shape[-1])
         if flat.shape[0] == 0:
             return self.token_encoder(char_ids)
-        unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        if flat.device.type == "cpu":
+            unique, inverse, keys = unique_rows(flat)
+        else:  # on the device, without a trip through the host
+            unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
+            keys = None
         cache = self.token_cache
         if cache is not None and not torch.is_grad_enabled():
-            encoded = cache.encode(unique, self.token_encoder)
+            encoded = cache.encode(unique, self.token_encoder, keys=keys)
         else:
             encoded = self.token_encoder(unique)
         return encoded.index_select(0, inverse).view(*char_ids.shape[:-1], -1)

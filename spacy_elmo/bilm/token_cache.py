@@ -12,7 +12,9 @@ emptied when the module moves to another device or dtype, or when its weights
 are loaded anew (see :meth:`BiLM.token_cache`).
 """
 from collections import OrderedDict
-from typing import Callable, List
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy
 
 import torch
 from torch import Tensor
@@ -52,10 +54,12 @@ class TokenCache:
     def reset_stats(self) -> None:
         self.hits = self.misses = 0
 
-    def encode(self, unique_ids: Tensor, encoder: Callable[[Tensor], Tensor]) -> Tensor:
+    def encode(self, unique_ids: Tensor, encoder: Callable[[Tensor], Tensor], keys: Optional[List[bytes]] = None) -> Tensor:
         """Vectors of ``unique_ids`` ``(n, max_chars)`` (distinct rows) ->
-        ``(n, dim)``, computing with ``encoder`` only the rows not cached."""
-        keys = [row.tobytes() for row in unique_ids.to(torch.int16).cpu().numpy()]
+        ``(n, dim)``, computing with ``encoder`` only the rows not cached.
+        ``keys``: the rows' keys from :func:`unique_rows`, if already made."""
+        if keys is None:
+            keys = row_keys(unique_ids.cpu().numpy())
         found: List[Tensor] = []
         hit_rows: List[int] = []
         miss_rows: List[int] = []
@@ -97,3 +101,34 @@ class TokenCache:
         while self.nbytes > self.max_bytes:
             key, dropped = self._entries.popitem(last=False)
             self.nbytes -= dropped.numel() * dropped.element_size() + len(key) + ENTRY_OVERHEAD
+
+
+def row_keys(rows: "numpy.ndarray") -> List[bytes]:
+    """One ``bytes`` key per row of an integer array: int16 values when they fit (character ids), else int64."""
+    if rows.size and (rows.max() > 32767 or rows.min() < -32768):  # EFML word ids
+        rows = rows.astype(numpy.int64)
+    else:
+        rows = rows.astype(numpy.int16)
+    return [row.tobytes() for row in numpy.ascontiguousarray(rows)]
+
+
+def unique_rows(ids: Tensor) -> Tuple[Tensor, Tensor, List[bytes]]:
+    """The distinct rows of ``ids`` ``(n, width)``, in order of first occurrence.
+
+    Returns ``(unique, inverse, keys)``: ``unique[inverse]`` equals ``ids``, and
+    ``keys`` are the unique rows' :func:`row_keys`. A hash of each row's bytes
+    instead of ``torch.unique(dim=0)``, which sorts the rows and compares them one
+    pair at a time (55 ms for a 4,096-token batch here).
+    """
+    keys = row_keys(ids.cpu().numpy())
+    first: Dict[bytes, int] = {}
+    positions: List[int] = []
+    inverse: List[int] = []
+    for position, key in enumerate(keys):
+        k = first.get(key)
+        if k is None:
+            k = first[key] = len(positions)
+            positions.append(position)
+        inverse.append(k)
+    unique = ids.index_select(0, torch.tensor(positions, dtype=torch.long, device=ids.device))
+    return unique, torch.tensor(inverse, dtype=torch.long, device=ids.device), [keys[p] for p in positions]

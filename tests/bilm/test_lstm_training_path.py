@@ -1,4 +1,4 @@
-"""The packed autograd path of the LSTM against the in-place inference path and per-sentence runs."""
+"""The LSTM's paths against each other: packed autograd, the written-out backward, the in-place inference loops, per-sentence runs."""
 import torch
 
 from spacy_elmo.bilm import BiLM, BiLMConfig, batch_to_ids
@@ -92,3 +92,26 @@ def test_the_fused_backward_is_not_used_under_int8_or_autocast():
     assert not lstm._fused_backward_applies(layer, x.double())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not lstm._fused_backward_applies(layer, x)
+
+
+def test_the_inference_loop_stays_within_float32_rounding_of_the_plain_cell(monkeypatch):
+    """`_run_layer_inference` (bias folded in, tanh through sigmoid, buffers) against the op-for-op `_cell` loop."""
+    from spacy_elmo.bilm import lstm
+
+    bilm = _bilm()
+    with torch.no_grad():  # larger weights: gates saturate and both clips bind
+        for p in bilm.lstm.parameters():
+            p.mul_(3.0)
+    ids = batch_to_ids(SENTENCES * 3)
+    torch.manual_seed(3)
+    zero = bilm.lstm.zero_state(ids.shape[0], torch.zeros(1))
+    state = type(zero)(torch.randn_like(zero.h) * 0.3, torch.randn_like(zero.c) * 0.3)
+    with torch.no_grad():
+        fast = bilm(ids, state, return_state=True)
+        with monkeypatch.context() as patch:
+            patch.setattr(lstm, "_fast_cell_applies", lambda layer, x: False)
+            plain = bilm(ids, state, return_state=True)
+    assert (plain.layers[1:].abs() >= 0.4 - 1e-6).any()  # the projection clip binds
+    torch.testing.assert_close(fast.layers, plain.layers, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(fast.state.h, plain.state.h, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(fast.state.c, plain.state.c, atol=1e-6, rtol=1e-5)

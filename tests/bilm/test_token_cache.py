@@ -110,3 +110,15 @@ def test_zero_turns_it_off():
     bilm = _bilm()
     assert bilm.set_token_cache(0) is None and bilm.token_cache is None
     assert TokenCache(0).hit_rate == 0.0
+
+
+def test_unique_rows_gives_first_occurrences_and_an_inverse():
+    from spacy_elmo.bilm.token_cache import row_keys, unique_rows
+
+    ids = torch.tensor([[3, 1, 0], [2, 2, 2], [3, 1, 0], [0, 0, 0], [2, 2, 2], [70000, 1, 0], [70000 - 65536, 1, 0]])
+    unique, inverse, keys = unique_rows(ids)
+    assert unique.tolist() == [[3, 1, 0], [2, 2, 2], [0, 0, 0], [70000, 1, 0], [4464, 1, 0]]
+    assert torch.equal(unique[inverse], ids)
+    assert keys == row_keys(unique.numpy()) and len(set(keys)) == len(keys)  # word ids past int16 do not collide
+    expected, _ = torch.unique(ids, dim=0, return_inverse=True)
+    assert sorted(unique.tolist()) == expected.tolist()
