@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from .config import BiLMConfig
 from .dropout import dropout as lm_dropout
-from .precision import baddbmm, bmm
+from .precision import INT8, baddbmm, bmm
 from ..errors import Errors
 
 
@@ -424,8 +424,6 @@ class _Recurrence(torch.autograd.Function):
 
 def _fused_backward_applies(layer: nn.Module, x: Tensor) -> bool:
     """float32 weights and inputs, no autocast, no int8 products: the case :class:`_Recurrence` is written for."""
-    from .precision import INT8
-
     if x.dtype != torch.float32 or torch.is_autocast_enabled(x.device.type):
         return False
     return all(p.dtype == torch.float32 and not hasattr(p, INT8) for p in layer.parameters())
