@@ -50,7 +50,7 @@ def _gradients(bilm, ids, state, fused, monkeypatch):
 
     with monkeypatch.context() as patch:
         if not fused:
-            patch.setattr(lstm, "_fused_backward_applies", lambda layer, x: False)
+            patch.setattr(lstm, "_float32_fast_path_applies", lambda layer, x: False)
         bilm.zero_grad()
         h0, c0 = (s.detach().clone().requires_grad_() for s in state)
         out = bilm(ids, type(state)(h0, c0), return_state=True)
@@ -83,15 +83,15 @@ def test_the_written_out_backward_matches_autograd_through_every_step(monkeypatc
     assert fused.layers.grad_fn is not None
 
 
-def test_the_fused_backward_is_not_used_under_int8_or_autocast():
+def test_the_float32_fast_paths_are_not_used_for_other_dtypes_or_under_autocast():
     from spacy_elmo.bilm import lstm
 
     layer = _bilm().lstm.layers[0]
     x = torch.zeros(2, 3, 4, 6)
-    assert lstm._fused_backward_applies(layer, x)
-    assert not lstm._fused_backward_applies(layer, x.double())
+    assert lstm._float32_fast_path_applies(layer, x)
+    assert not lstm._float32_fast_path_applies(layer, x.double())
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not lstm._fused_backward_applies(layer, x)
+        assert not lstm._float32_fast_path_applies(layer, x)
 
 
 def test_the_inference_loop_stays_within_float32_rounding_of_the_plain_cell(monkeypatch):
@@ -109,7 +109,7 @@ def test_the_inference_loop_stays_within_float32_rounding_of_the_plain_cell(monk
     with torch.no_grad():
         fast = bilm(ids, state, return_state=True)
         with monkeypatch.context() as patch:
-            patch.setattr(lstm, "_fast_cell_applies", lambda layer, x: False)
+            patch.setattr(lstm, "_float32_fast_path_applies", lambda layer, x: False)
             plain = bilm(ids, state, return_state=True)
     assert (plain.layers[1:].abs() >= 0.4 - 1e-6).any()  # the projection clip binds
     torch.testing.assert_close(fast.layers, plain.layers, atol=1e-6, rtol=1e-5)
