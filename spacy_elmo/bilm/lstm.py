@@ -387,6 +387,12 @@ class _Recurrence(torch.autograd.Function):
         cell_clip, proj_clip = ctx.clips
         counts: List[int] = ctx.counts
         saved = ctx.steps
+        if saved is None:
+            raise RuntimeError(
+                "Trying to backward through the LSTM a second time: its saved states were freed after the "
+                "first backward (pass retain_graph=True only where the LSTM is not in the graph)."
+            )
+        ctx.steps = None  # freed now, as tensors saved with save_for_backward are
         C = w_proj.shape[1]
         N = sum(counts)
         P = w_proj.shape[2]

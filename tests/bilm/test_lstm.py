@@ -1,4 +1,5 @@
 """The LSTM's paths against each other: packed autograd, the written-out backward, the in-place inference loops, per-sentence runs."""
+import pytest
 import torch
 
 from spacy_elmo.bilm import BiLM, BiLMConfig, batch_to_ids
@@ -115,3 +116,12 @@ def test_the_inference_loop_stays_within_float32_rounding_of_the_plain_cell(monk
     torch.testing.assert_close(fast.layers, plain.layers, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fast.state.h, plain.state.h, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fast.state.c, plain.state.c, atol=1e-6, rtol=1e-5)
+
+
+def test_the_written_out_backward_frees_its_states_and_refuses_a_second_pass():
+    bilm = _bilm()
+    out = bilm(batch_to_ids(SENTENCES)).layers
+    loss = out.sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
