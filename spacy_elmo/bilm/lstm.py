@@ -162,8 +162,6 @@ class StackedBiLSTM(nn.Module):
         with autograd, see :meth:`_run_layer_packed`.
         """
         if _needs_grad(layer, x):
-            if _float32_fast_path_applies(layer, x):
-                return self._run_layer_fused(layer, x, live, h0, c0)
             return self._run_layer_packed(layer, x, live, h0, c0)
         cfg = self.config
         _, seq, batch, _ = x.shape
@@ -238,9 +236,12 @@ class StackedBiLSTM(nn.Module):
 
         The live positions of all steps are packed time-major (step ``t``: rows
         ``0 .. n_t - 1``), so the input products skip the padding and each
-        step's slice of them is one piece of a single ``split`` (one backward
-        node, no full-size zero gradient per step); rows leave the state as
-        they finish, so the state never needs a per-step copy.
+        step's slice of them is one contiguous block. In float32 the step loop
+        is one autograd node with its backward written out
+        (:class:`_Recurrence`: per step only the two products that carry the
+        gradient back in time, the recurrent and projection weights' gradients
+        one product each over all steps); otherwise autograd runs through
+        :meth:`_steps_autograd`.
         """
         cfg = self.config
         _, seq, batch, in_dim = x.shape
@@ -249,13 +250,33 @@ class StackedBiLSTM(nn.Module):
             return x.new_zeros(2, seq, batch, cfg.projection_dim), h0, c0
         index = _live_index(counts, batch, x.device)
         x_packed = x.reshape(2, seq * batch, in_dim).index_select(1, index)
-        xp_steps = bmm(x_packed, layer.w_input).split(counts, dim=1)  # (2, n_t, 4C) each
+        xp = bmm(x_packed, layer.w_input)  # (2, total live, 4C)
+        if _float32_fast_path_applies(layer, x):
+            packed, h_final, c_final = _Recurrence.apply(
+                xp, layer.gate_bias(), layer.w_hidden, layer.w_proj, h0, c0, counts, cfg.cell_clip, cfg.proj_clip
+            )
+        else:
+            packed, h_final, c_final = self._steps_autograd(layer, xp, counts, h0, c0)
+        out = x.new_zeros(2, seq * batch, cfg.projection_dim).index_copy(1, index, packed)
+        return out.view(2, seq, batch, cfg.projection_dim), h_final, c_final
+
+    def _steps_autograd(
+        self, layer: BiLSTMLayer, xp: Tensor, counts: List[int], h0: Tensor, c0: Tensor
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """The step loop through autograd (int8, bf16, autocast): packed input
+        products ``(2, N, 4C)`` -> packed outputs ``(2, N, P)``, final ``h``, ``c``.
+
+        Each step's products are one piece of a single ``split`` (one backward
+        node, no full-size zero gradient per step); rows leave the state as
+        they finish, so the state never needs a per-step copy.
+        """
+        xp_steps = xp.split(counts, dim=1)  # (2, n_t, 4C) each
         bias = layer.gate_bias()
         h, c = h0, c0
         finished_h: List[Tensor] = []
         finished_c: List[Tensor] = []
         steps: List[Tensor] = []
-        n_prev = batch
+        n_prev = h0.shape[1]
         for t, n in enumerate(counts):
             if n < n_prev:  # rows n .. n_prev - 1 ended at the previous step: their state is final
                 finished_h.append(h[:, n:])
@@ -267,36 +288,7 @@ class StackedBiLSTM(nn.Module):
             n_prev = n
         finished_h.append(h)
         finished_c.append(c)
-        h_final = torch.cat(finished_h[::-1], dim=1)
-        c_final = torch.cat(finished_c[::-1], dim=1)
-        packed = torch.cat(steps, dim=1)  # (2, total live, P)
-        out = x.new_zeros(2, seq * batch, cfg.projection_dim).index_copy(1, index, packed)
-        return out.view(2, seq, batch, cfg.projection_dim), h_final, c_final
-
-    def _run_layer_fused(
-        self, layer: BiLSTMLayer, x: Tensor, live: List[int], h0: Tensor, c0: Tensor
-    ) -> Tuple[Tensor, Tensor, Tensor]:
-        """The autograd path with the step loop as one autograd node (:class:`_Recurrence`).
-
-        The same packing and forward arithmetic as :meth:`_run_layer_packed`;
-        the backward pass is written out: per step only the two products that
-        carry the gradient back in time, and the recurrent and projection
-        weights' gradients as one product each over all steps (autograd would
-        make two small products per step for them and add them up).
-        """
-        cfg = self.config
-        _, seq, batch, in_dim = x.shape
-        counts = [n for n in live if n > 0]
-        if not counts:
-            return x.new_zeros(2, seq, batch, cfg.projection_dim), h0, c0
-        index = _live_index(counts, batch, x.device)
-        x_packed = x.reshape(2, seq * batch, in_dim).index_select(1, index)
-        xp = bmm(x_packed, layer.w_input)  # (2, total live, 4C)
-        packed, h_final, c_final = _Recurrence.apply(
-            xp, layer.gate_bias(), layer.w_hidden, layer.w_proj, h0, c0, counts, cfg.cell_clip, cfg.proj_clip
-        )
-        out = x.new_zeros(2, seq * batch, cfg.projection_dim).index_copy(1, index, packed)
-        return out.view(2, seq, batch, cfg.projection_dim), h_final, c_final
+        return torch.cat(steps, dim=1), torch.cat(finished_h[::-1], dim=1), torch.cat(finished_c[::-1], dim=1)
 
     def _cell(self, gates: Tensor, c: Tensor, layer: BiLSTMLayer) -> Tuple[Tensor, Tensor]:
         """gates ``(2, n, 4C)`` (blocks i, j, f, o, biases included), c ``(2, n, C)`` -> new h ``(2, n, P)``, c."""
