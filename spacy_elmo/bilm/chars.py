@@ -17,7 +17,7 @@ bytes like any other token.
 """
 from collections import abc
 from functools import lru_cache
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -80,13 +80,17 @@ def batch_to_ids(
     Sentence boundaries are *not* added here: the biLM adds them.
     """
     check_sentences(sentences)
-    batch: List[List[List[int]]] = [[_word_to_char_ids(tok, max_chars) for tok in sentence] for sentence in sentences]
-    longest = max((len(s) for s in batch), default=0)
+    # One id row per distinct word of the batch, then one scatter into place
+    # (a tensor per sentence from nested lists was ~8 us a token).
+    rows: Dict[str, int] = {}
+    words = [rows.setdefault(tok, len(rows)) for sentence in sentences for tok in sentence]
+    longest = max((len(s) for s in sentences), default=0)
     width = longest if seq_len is None else max(seq_len, longest)
-    out = torch.zeros((len(batch), width, max_chars), dtype=torch.long)
-    for row, ids in enumerate(batch):
-        if ids:
-            out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    out = torch.zeros((len(sentences), width, max_chars), dtype=torch.long)
+    if words:
+        table = torch.tensor([_word_to_char_ids(word, max_chars) for word in rows], dtype=torch.long)
+        positions = [row * width + col for row, sentence in enumerate(sentences) for col in range(len(sentence))]
+        out.view(-1, max_chars)[torch.tensor(positions)] = table[torch.tensor(words)]
     return out
 
 

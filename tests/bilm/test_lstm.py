@@ -95,10 +95,14 @@ def test_the_float32_fast_paths_are_not_used_for_other_dtypes_or_under_autocast(
         assert not lstm._float32_fast_path_applies(layer, x)
 
 
-def test_the_inference_loop_stays_within_float32_rounding_of_the_plain_cell(monkeypatch):
-    """`_run_layer_inference` (bias folded in, tanh through sigmoid, buffers) against the op-for-op `_cell` loop."""
+# Input-product chunks (in floats; 96 per row here): one layer at once, a few steps per chunk,
+# and chunks smaller than one step (each step its own chunk).
+@pytest.mark.parametrize("chunk_floats", [1 << 21, 96 * 20, 96])
+def test_the_inference_loop_stays_within_float32_rounding_of_the_plain_cell(monkeypatch, chunk_floats):
+    """`_run_layer_inference` (chunked input products, tanh through sigmoid, in-place state) against the op-for-op `_cell` loop."""
     from spacy_elmo.bilm import lstm
 
+    monkeypatch.setattr(lstm, "INPUT_CHUNK_FLOATS", chunk_floats)
     bilm = _bilm()
     with torch.no_grad():  # larger weights: gates saturate and both clips bind
         for p in bilm.lstm.parameters():
@@ -116,6 +120,16 @@ def test_the_inference_loop_stays_within_float32_rounding_of_the_plain_cell(monk
     torch.testing.assert_close(fast.layers, plain.layers, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fast.state.h, plain.state.h, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fast.state.c, plain.state.c, atol=1e-6, rtol=1e-5)
+
+
+def test_step_chunks_cover_every_step_once_within_the_bound():
+    from spacy_elmo.bilm.lstm import _step_chunks
+
+    counts = [5, 5, 4, 4, 2, 1, 1]
+    assert _step_chunks(counts, 10) == [(0, 2, 10), (2, 5, 10), (5, 7, 2)]
+    assert _step_chunks(counts, 3) == [(0, 1, 5), (1, 2, 5), (2, 3, 4), (3, 4, 4), (4, 6, 3), (6, 7, 1)]
+    assert _step_chunks(counts, 100) == [(0, 7, 22)]
+    assert _step_chunks([], 10) == []
 
 
 def test_the_written_out_backward_frees_its_states_and_refuses_a_second_pass():
