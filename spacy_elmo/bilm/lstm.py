@@ -23,10 +23,11 @@ How it is made fast:
   running (no work on padding, and a finished row keeps its final state);
 * the char-CNN-free loop holds ~10 tensor operations per step and layer, all
   over both directions and every live row;
-* float32 inference (:meth:`StackedBiLSTM._run_layer_inference`): one
-  contiguous ``sigmoid`` over the four gate blocks (``tanh`` through
-  ``sigmoid``) and buffers reused across steps, within 1e-6 of the op-for-op
-  loop (:meth:`StackedBiLSTM._cell`, kept for int8 and autocast);
+* inference (:meth:`StackedBiLSTM._run_layer_inference`, every precision):
+  the input products a few steps at a time, one contiguous ``sigmoid`` over
+  the four gate blocks (``tanh`` through ``sigmoid``), state updated in place,
+  within 1e-6 of the op-for-op loop (:meth:`StackedBiLSTM._cell`, kept for
+  autograd through int8 / bf16 / autocast, and for inference under autocast);
 * training (:class:`_Recurrence`): the step loop is one autograd node with its
   backward written out, the weights' gradients one product each over all steps.
 """
@@ -178,7 +179,7 @@ class StackedBiLSTM(nn.Module):
         h, c = h0.clone(), c0.clone()
         if not counts:
             return out, h, c
-        if _float32_fast_path_applies(layer, x):
+        if _fast_inference_applies(x):
             return self._run_layer_inference(layer, x, counts, out, h, c)
         xp_steps = bmm(_live_rows(x, counts), layer.w_input).split(counts, dim=1)  # (2, n_t, 4C) each, blocks i, j, f, o
         bias = layer.gate_bias()
@@ -195,7 +196,11 @@ class StackedBiLSTM(nn.Module):
     def _run_layer_inference(
         self, layer: BiLSTMLayer, x: Tensor, counts: List[int], out: Tensor, h: Tensor, c: Tensor
     ) -> Tuple[Tensor, Tensor, Tensor]:
-        """The float32 inference loop with fewer passes over the gates (within 1e-6 of :meth:`_cell`).
+        """The inference loop with fewer passes over the gates (within 1e-6 of :meth:`_cell`).
+
+        Float32 weights run their products into reused buffers; int8 and bf16
+        weights (:mod:`.precision`) run theirs through the precision's products
+        and share the rest of the loop.
 
         * the input products (bias included) a few steps at a time into one
           reused buffer (:data:`INPUT_CHUNK_ROWS`); each step's recurrent
@@ -218,22 +223,29 @@ class StackedBiLSTM(nn.Module):
         batch = h.shape[1]
         x_live = _live_rows(x, counts)  # (2, N, in)
         bias, w_input, w_hidden, w_proj = layer.gate_bias(), layer.w_input, layer.w_hidden, layer.w_proj
+        exact = _float32_fast_path_applies(layer, x)
         chunks = _step_chunks(counts, INPUT_CHUNK_ROWS)
-        input_buffer = x.new_empty(2 * max(rows for _, _, rows in chunks) * 4 * C)
-        gate_buffer = x.new_empty(2 * batch * 4 * C)
+        input_buffer = x.new_empty(2 * max(rows for _, _, rows in chunks) * 4 * C) if exact else None
+        gate_buffer = x.new_empty(2 * batch * 4 * C) if exact else None
         tanh_buffer = x.new_empty(2 * batch * C)
         row = 0
         for first, last, rows in chunks:
-            xp = input_buffer[: 2 * rows * 4 * C].view(2, rows, 4 * C)
-            torch.baddbmm(bias, x_live[:, row : row + rows], w_input, out=xp)
+            if exact:
+                xp = input_buffer[: 2 * rows * 4 * C].view(2, rows, 4 * C)
+                torch.baddbmm(bias, x_live[:, row : row + rows], w_input, out=xp)
+            else:
+                xp = baddbmm(bias, x_live[:, row : row + rows], w_input)
             row += rows
             offset = 0
             for t in range(first, last):
                 n = counts[t]
                 h_prev = h[:, :n] if t == 0 else out[:, t - 1, :n]  # rows < n were all live at t - 1
-                gates = torch.baddbmm(
-                    xp[:, offset : offset + n], h_prev, w_hidden, out=gate_buffer[: 2 * n * 4 * C].view(2, n, 4 * C)
-                )  # (2, n, 4C); an in-place baddbmm_ on the slice ran 1.4x slower at 2x4096_512
+                if exact:
+                    gates = torch.baddbmm(
+                        xp[:, offset : offset + n], h_prev, w_hidden, out=gate_buffer[: 2 * n * 4 * C].view(2, n, 4 * C)
+                    )  # (2, n, 4C); an in-place baddbmm_ on the slice ran 1.4x slower at 2x4096_512
+                else:
+                    gates = bmm(h_prev, w_hidden).add_(xp[:, offset : offset + n])
                 offset += n
                 gates[..., C : 2 * C].mul_(2.0)
                 gates.sigmoid_()
@@ -245,7 +257,7 @@ class StackedBiLSTM(nn.Module):
                 # sigmoid(o) * tanh(c) = 2 * o * (sigmoid(2 c) - 0.5); the 2 after the projection (exact)
                 m = torch.mul(c_t, 2.0, out=tanh_buffer[: 2 * n * C].view(2, n, C))
                 m.sigmoid_().sub_(0.5).mul_(o)
-                h_t = torch.bmm(m, w_proj).mul_(2.0)  # (2, n, P); bmm into the strided output ran slower
+                h_t = bmm(m, w_proj).mul_(2.0)  # (2, n, P); bmm into the strided output ran slower
                 if cfg.proj_clip is not None:
                     h_t.clamp_(-cfg.proj_clip, cfg.proj_clip)
                 out[:, t, :n] = h_t
@@ -459,6 +471,12 @@ def _float32_fast_path_applies(layer: nn.Module, x: Tensor) -> bool:
     if x.dtype != torch.float32 or torch.is_autocast_enabled(x.device.type):
         return False
     return all(p.dtype == torch.float32 and not hasattr(p, INT8) for p in layer.parameters())
+
+
+def _fast_inference_applies(x: Tensor) -> bool:
+    """:meth:`StackedBiLSTM._run_layer_inference` runs every precision, but not
+    under autocast (its products write into preallocated buffers)."""
+    return not torch.is_autocast_enabled(x.device.type)
 
 
 def _needs_grad(layer: nn.Module, x: Tensor) -> bool:

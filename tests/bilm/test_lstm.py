@@ -113,12 +113,37 @@ def test_the_inference_loop_stays_within_float32_rounding_of_the_plain_cell(monk
     with torch.no_grad():
         fast = bilm(ids, state, return_state=True)
         with monkeypatch.context() as patch:
-            patch.setattr(lstm, "_float32_fast_path_applies", lambda layer, x: False)
+            patch.setattr(lstm, "_fast_inference_applies", lambda x: False)
             plain = bilm(ids, state, return_state=True)
     assert (plain.layers[1:].abs() >= 0.4 - 1e-6).any()  # the projection clip binds
     torch.testing.assert_close(fast.layers, plain.layers, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fast.state.h, plain.state.h, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fast.state.c, plain.state.c, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["int8"])
+def test_the_inference_loop_runs_the_precisions_products_within_rounding_of_the_plain_cell(monkeypatch, precision):
+    """int8 products through the shared inference loop against the op-for-op `_cell` loop with the same products."""
+    from spacy_elmo.bilm import lstm
+    from spacy_elmo.bilm.precision import check_device
+
+    try:
+        check_device(precision, torch.device("cpu"))
+    except ValueError as err:
+        pytest.skip(str(err))
+    bilm = _bilm()
+    with torch.no_grad():
+        for p in bilm.lstm.parameters():
+            p.mul_(3.0)
+    bilm.set_precision(precision)
+    ids = batch_to_ids(SENTENCES * 3)
+    with torch.no_grad():
+        fast = bilm(ids, return_state=True)
+        with monkeypatch.context() as patch:
+            patch.setattr(lstm, "_fast_inference_applies", lambda x: False)
+            plain = bilm(ids, return_state=True)
+    torch.testing.assert_close(fast.layers, plain.layers, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.state.c, plain.state.c, atol=1e-5, rtol=1e-5)
 
 
 def test_step_chunks_cover_every_step_once_within_the_bound():
