@@ -17,7 +17,7 @@ bytes like any other token.
 """
 from collections import abc
 from functools import lru_cache
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -80,17 +80,30 @@ def batch_to_ids(
     Sentence boundaries are *not* added here: the biLM adds them.
     """
     check_sentences(sentences)
-    # One id row per distinct word of the batch, then one scatter into place
-    # (a tensor per sentence from nested lists was ~8 us a token).
+    return pad_token_rows(sentences, lambda word: _word_to_char_ids(word, max_chars), max_chars, seq_len)
+
+
+def pad_token_rows(
+    sentences: Sequence[Sequence[str]],
+    token_row: Callable[[str], Sequence[int]],
+    row_width: int,
+    seq_len: Optional[int] = None,
+) -> torch.Tensor:
+    """``(batch, seq_len, row_width)`` long: ``token_row(token)`` at each token's place, rows of
+    zeros after each sentence (``seq_len`` defaults to the longest sentence).
+
+    One row per distinct token of the batch, then one scatter into place (a
+    tensor per sentence from nested lists was ~8 us a token).
+    """
     rows: Dict[str, int] = {}
-    words = [rows.setdefault(tok, len(rows)) for sentence in sentences for tok in sentence]
+    tokens = [rows.setdefault(tok, len(rows)) for sentence in sentences for tok in sentence]
     longest = max((len(s) for s in sentences), default=0)
     width = longest if seq_len is None else max(seq_len, longest)
-    out = torch.zeros((len(sentences), width, max_chars), dtype=torch.long)
-    if words:
-        table = torch.tensor([_word_to_char_ids(word, max_chars) for word in rows], dtype=torch.long)
+    out = torch.zeros((len(sentences), width, row_width), dtype=torch.long)
+    if tokens:
+        table = torch.tensor([token_row(tok) for tok in rows], dtype=torch.long)
         positions = [row * width + col for row, sentence in enumerate(sentences) for col in range(len(sentence))]
-        out.view(-1, max_chars)[torch.tensor(positions)] = table[torch.tensor(words)]
+        out.view(-1, row_width)[torch.tensor(positions)] = table[torch.tensor(tokens)]
     return out
 
 

@@ -134,16 +134,11 @@ class EFMLVocab:
     def batch_to_ids(self, sentences: Sequence[Sequence[str]], max_chars: int, with_word: bool,
                      seq_len: Optional[int] = None) -> torch.Tensor:
         """Right-padded ``(batch, seq, input_width)`` ids; padding tokens are rows of zeros."""
-        from .chars import check_sentences
+        from .chars import check_sentences, pad_token_rows
 
         check_sentences(sentences)
-        longest = max((len(s) for s in sentences), default=0)
-        width = longest if seq_len is None else max(seq_len, longest)
-        out = torch.zeros((len(sentences), width, max_chars + (1 if with_word else 0)), dtype=torch.long)
-        for b, sentence in enumerate(sentences):
-            if sentence:
-                out[b, : len(sentence)] = torch.tensor([self.token_row(t, max_chars, with_word) for t in sentence])
-        return out
+        width = max_chars + (1 if with_word else 0)
+        return pad_token_rows(sentences, lambda token: self.token_row(token, max_chars, with_word), width, seq_len)
 
 
 def read_dic(path: Path) -> List[str]:
