@@ -42,7 +42,7 @@ from .dropout import dropout as lm_dropout
 from .precision import INT8, baddbmm, bmm
 from ..errors import Errors
 
-# The float32 inference loop computes the input products of a few steps at a
+# The inference loop computes the input products of a few steps at a
 # time, at most this many rows per direction (more when one step has more),
 # into one reused buffer: a whole layer's products at once (66 MB for 4,096
 # positions of a 512-cell LSTM) cost fresh pages and cache misses (80 -> 43 ms
@@ -211,9 +211,9 @@ class StackedBiLSTM(nn.Module):
           3.5x ``sigmoid`` per element; ``tanh(c)`` the same way, as
           ``2 * (sigmoid(2c) - 0.5)`` with the factor 2 applied after the
           projection (exact: scaling by a power of two commutes with rounding);
-        * the cell state updated in place; each step's ``h`` written straight
-          into the output and read from there at the next step (the rows live
-          at ``t`` were all live at ``t - 1``).
+        * the cell state updated in place; each step's ``h`` kept only in the
+          output and read from there at the next step (the rows live at ``t``
+          were all live at ``t - 1``), each row's final ``h`` copied once at the end.
 
         ``tanh`` through ``sigmoid`` differs from ``torch.tanh`` by at most a few
         float32 ulps of 1 (absolute), far inside the reference fixtures' tolerance.
@@ -474,8 +474,8 @@ def _float32_fast_path_applies(layer: nn.Module, x: Tensor) -> bool:
 
 
 def _fast_inference_applies(x: Tensor) -> bool:
-    """:meth:`StackedBiLSTM._run_layer_inference` runs every precision, but not
-    under autocast (its products write into preallocated buffers)."""
+    """:meth:`StackedBiLSTM._run_layer_inference` runs every precision; under
+    autocast the op-for-op loop runs instead, with autocast's per-op casts as before."""
     return not torch.is_autocast_enabled(x.device.type)
 
 
