@@ -183,3 +183,9 @@ class Errors(metaclass=ErrorsWithCodes):
         "store_layers and spacy-transformers' TransformerListener need "
         "spacy-transformers ({err}). Install it: pip install spacy-elmo[transformers]."
     )
+    E081 = (
+        "Cannot {action}: this biLM's LSTM holds only its int8 weights (it was "
+        "set to int8 with keep_float=False, which frees the float32 ones). "
+        "Load the biLM again from its files, then call set_precision('int8') "
+        "(keeps the float32 weights) before you {action}."
+    )

@@ -15,7 +15,7 @@ from ..errors import Errors
 from .chars import batch_to_ids, sentence_boundary_ids
 from .config import BiLMConfig
 from .lstm import LSTMState, StackedBiLSTM
-from .precision import apply_precision, check_precision, precision_of, repack_int8
+from .precision import FLOAT_FREED, apply_precision, check_float_kept, check_precision, precision_of, repack_int8
 from .precision import check_device as check_precision_device
 from .token_cache import TokenCache, unique_rows
 from .token_encoder import TokenEncoder
@@ -117,31 +117,44 @@ class BiLM(nn.Module):
         (dynamic int8 products, CPU): see :mod:`.precision`."""
         return precision_of(self)
 
-    def set_precision(self, precision: str, *, check_device: bool = True) -> "BiLM":
+    def set_precision(self, precision: str, *, check_device: bool = True, keep_float: bool = True) -> "BiLM":
         """Store the weight matrices in ``precision`` (in place; for inference). ``"bf16"``
         halves the weights' memory; going back to ``"fp32"`` does not restore the
         dropped bits: keep an fp32 copy (or reload) for the exact path.
         ``"int8"`` (CPU only) keeps the float32 weights beside their int8 form:
-        ``set_precision("fp32")`` is exact again.
+        ``set_precision("fp32")`` is exact again. ``keep_float=False`` frees them
+        (the LSTM's weights then take a quarter of the memory; the outputs are
+        the same): the biLM can then only run; saving it, moving it or changing
+        its precision is a clear error.
         ``check_device``: refuse bf16 on a device without native bf16 products
         (where it would be far slower than fp32), int8 off the CPU."""
-        if precision != self.precision:
+        if getattr(self, FLOAT_FREED, False):
+            if precision == "int8" and not keep_float:
+                return self
+            check_float_kept(self, f"set it to {precision!r}" + ("" if precision != "int8" else " keeping float32 weights"))
+        if precision != self.precision or (precision == "int8" and not keep_float):
             if check_device:
                 device = next(self.parameters()).device
                 check_precision_device(check_precision(precision), device)
-            apply_precision(self, precision)
+            apply_precision(self, precision, keep_float=keep_float)
             if self.token_cache is not None:
                 self.token_cache.clear()
         return self
 
     def _apply(self, fn, *args, **kwargs):  # .to(), .half(), .cuda(): cached vectors are stale
+        check_float_kept(self, "move or convert it (.to(), .float(), .cuda())")
         if getattr(self, "token_cache", None) is not None:
             self.token_cache.clear()
         out = super()._apply(fn, *args, **kwargs)
         repack_int8(self)  # int8 weights are packed from the float ones: pack the moved ones
         return out
 
+    def state_dict(self, *args, **kwargs):
+        check_float_kept(self, "save it (state_dict)")
+        return super().state_dict(*args, **kwargs)
+
     def load_state_dict(self, *args, **kwargs):
+        check_float_kept(self, "load weights into it (load_state_dict)")
         if self.token_cache is not None:
             self.token_cache.clear()
         out = super().load_state_dict(*args, **kwargs)

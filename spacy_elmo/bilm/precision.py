@@ -15,7 +15,9 @@ stays float32: the token cache makes it rare at inference, and its error
 would reach every layer. The float32 weights are kept
 beside the packed int8 ones, so saving a pipeline and going back to
 ``"fp32"`` (exact again) need nothing else; the weights' memory grows by a
-quarter instead of shrinking.
+quarter instead of shrinking. ``keep_float=False`` frees them (the LSTM's
+weights then take a quarter of their float32 memory), for a biLM that is
+only run, never saved, moved or set back (``embed``).
 
 The helpers below are what the modules call for their products: with weights
 and inputs of one dtype they are the plain torch ops (the exact path is
@@ -32,6 +34,8 @@ PRECISIONS: Tuple[str, ...] = ("fp32", "bf16", "int8")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
 # the attribute of a weight Parameter that holds its packed int8 form (one per stacked direction)
 INT8 = "_int8_packed"
+# the attribute of a module whose int8 weights' float32 values were freed (keep_float=False)
+FLOAT_FREED = "_int8_float_freed"
 
 
 def check_precision(value: object) -> str:
@@ -145,8 +149,12 @@ def weight_matrices(module: nn.Module):
     return [p for p in module.parameters() if p.dim() >= 2]
 
 
-def apply_precision(module: nn.Module, precision: str) -> nn.Module:
-    """Convert ``module``'s weight matrices in place to ``precision`` (biases stay float32)."""
+def apply_precision(module: nn.Module, precision: str, *, keep_float: bool = True) -> nn.Module:
+    """Convert ``module``'s weight matrices in place to ``precision`` (biases stay float32).
+
+    ``keep_float=False`` (int8 only) frees the float32 values of the weights
+    int8 packs: the module can then only run (see :func:`check_float_kept`).
+    """
     dtype = DTYPES[check_precision(precision)]
     _drop_int8(module)
     with torch.no_grad():
@@ -156,7 +164,19 @@ def apply_precision(module: nn.Module, precision: str) -> nn.Module:
         if precision == "int8":
             for p in int8_weights(module):
                 setattr(p, INT8, _pack(p))
+                if not keep_float:
+                    p.data = p.data.new_empty(0)
+            if not keep_float:
+                setattr(module, FLOAT_FREED, True)
     return module
+
+
+def check_float_kept(module: nn.Module, action: str) -> None:
+    """A clear error when ``module``'s int8 weights have no float32 values left to ``action`` with."""
+    if getattr(module, FLOAT_FREED, False):
+        from ..errors import Errors
+
+        raise ValueError(Errors.E081.format(action=action))
 
 
 def repack_int8(module: nn.Module) -> None:

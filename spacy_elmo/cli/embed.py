@@ -356,7 +356,8 @@ def run(args: argparse.Namespace) -> int:
     check_device(device)
     from ..loaders import load_source
 
-    model = load_source(args.source).to(device).set_precision(args.precision)
+    # the biLM is only run here: int8 frees the float32 weights it no longer needs
+    model = load_source(args.source).to(device).set_precision(args.precision, keep_float=False)
     cache = model.set_token_cache(args.token_cache_mb)
     if args.parts or world_size > 1:
         dist = Distributed(device)

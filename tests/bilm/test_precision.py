@@ -108,6 +108,38 @@ def test_int8_follows_new_weights_and_keeps_the_token_cache_exact(reference_bilm
         assert torch.equal(_layers(bilm, sentences[:5]), plain)
 
 
+def test_int8_without_float_weights_runs_the_same_in_a_quarter_of_the_lstm_memory(reference_bilm, sentences):
+    kept = copy.deepcopy(reference_bilm).set_precision("int8")
+    freed = copy.deepcopy(reference_bilm).set_precision("int8", keep_float=False)
+    assert freed.precision == "int8"
+    assert torch.equal(_layers(freed, sentences), _layers(kept, sentences))
+    from spacy_elmo.bilm.precision import INT8, int8_weights
+
+    matrices = int8_weights(freed)  # the LSTM's w_input, w_hidden, w_proj
+    assert matrices and all(p.numel() == 0 for p in matrices)  # their float32 values are freed
+    int8_bytes = sum(torch.ops.quantized.linear_unpack(q)[0].numel() for p in matrices for q in getattr(p, INT8))
+    float_bytes = sum(p.numel() * p.element_size() for p in int8_weights(kept))
+    assert int8_bytes * 4 == float_bytes  # one byte per weight: a quarter of the float32 bytes
+    assert _weight_bytes(freed.token_encoder) == _weight_bytes(kept.token_encoder)
+    assert freed.set_precision("int8", keep_float=False) is freed  # already so: nothing to do
+
+
+@pytest.mark.parametrize(
+    "action, match",
+    [
+        (lambda b: b.state_dict(), "save it"),
+        (lambda b: b.to(torch.float64), "move or convert it"),
+        (lambda b: b.set_precision("fp32"), "set it to 'fp32'"),
+        (lambda b: b.set_precision("int8"), "keeping float32 weights"),
+        (lambda b: b.load_state_dict({}), "load weights into it"),
+    ],
+)
+def test_int8_without_float_weights_refuses_what_needs_them(reference_bilm, action, match):
+    freed = copy.deepcopy(reference_bilm).set_precision("int8", keep_float=False)
+    with pytest.raises(ValueError, match=f"Cannot .*{match}.*keep_float=False.*Load the biLM again"):
+        action(freed)
+
+
 def test_int8_off_the_cpu_is_a_clear_error():
     from spacy_elmo.bilm.precision import check_device
 
