@@ -165,12 +165,11 @@ class StackedBiLSTM(nn.Module):
     ) -> Tuple[Tensor, Tensor, Tensor]:
         """x: ``(2, seq, batch, in)`` -> ``(2, seq, batch, P)`` and the final ``h``, ``c`` ``(2, batch, .)``.
 
-        Without autograd the state is updated in place and the live rows of
-        step ``t`` are read through strided views (no copies); the input
-        products are computed for live positions only (no work on padding);
-        with autograd, see :meth:`_run_layer_packed`.
+        Without autograd (and without autocast): :meth:`_run_layer_inference`;
+        otherwise :meth:`_run_layer_packed`, which also serves inference under
+        autocast (its op-for-op loop keeps autocast's per-op casts).
         """
-        if _needs_grad(layer, x):
+        if _needs_grad(layer, x) or not _fast_inference_applies(x):
             return self._run_layer_packed(layer, x, live, h0, c0)
         cfg = self.config
         _, seq, batch, _ = x.shape
@@ -179,19 +178,7 @@ class StackedBiLSTM(nn.Module):
         h, c = h0.clone(), c0.clone()
         if not counts:
             return out, h, c
-        if _fast_inference_applies(x):
-            return self._run_layer_inference(layer, x, counts, out, h, c)
-        xp_steps = bmm(_live_rows(x, counts), layer.w_input).split(counts, dim=1)  # (2, n_t, 4C) each, blocks i, j, f, o
-        bias = layer.gate_bias()
-        w_hidden = layer.w_hidden
-        for t, n in enumerate(counts):
-            gates = baddbmm(bias, h[:, :n], w_hidden)  # (2, n, 4C)
-            gates += xp_steps[t]
-            h_new, c_new = self._cell(gates, c[:, :n], layer)
-            out[:, t, :n] = h_new
-            h[:, :n] = h_new
-            c[:, :n] = c_new
-        return out, h, c
+        return self._run_layer_inference(layer, x, counts, out, h, c)
 
     def _run_layer_inference(
         self, layer: BiLSTMLayer, x: Tensor, counts: List[int], out: Tensor, h: Tensor, c: Tensor
@@ -271,7 +258,7 @@ class StackedBiLSTM(nn.Module):
     def _run_layer_packed(
         self, layer: BiLSTMLayer, x: Tensor, live: List[int], h0: Tensor, c0: Tensor
     ) -> Tuple[Tensor, Tensor, Tensor]:
-        """The autograd path: every tensor the backward pass sees holds live rows only.
+        """The autograd path (and inference under autocast): every tensor the backward pass sees holds live rows only.
 
         The live positions of all steps are packed time-major (step ``t``: rows
         ``0 .. n_t - 1``), so the input products skip the padding and each
