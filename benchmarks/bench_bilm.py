@@ -9,6 +9,7 @@ position, no de-duplication). Sentences come from a public-domain novel in
 """
 import argparse
 import copy
+import os
 import random
 import re
 import time
@@ -38,7 +39,8 @@ def make_config(name: str) -> BiLMConfig:
     )
 
 
-DEFAULT_TEXT = Path(__file__).resolve().parents[1].parent / "shared/data/english-novels-1870-1930/Doyle_Hound_1902.txt"
+SHARED = Path(os.environ.get("SPACY_ELMO_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+DEFAULT_TEXT = SHARED / "data/english-novels-1870-1930/Doyle_Hound_1902.txt"
 
 
 def read_sentences(path: Path, n: int):

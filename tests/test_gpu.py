@@ -35,6 +35,105 @@ def test_bilm_on_cuda_matches_cpu(reference_bilm):
     np.testing.assert_allclose(gpu.numpy(), cpu.numpy(), atol=2e-3, rtol=1e-3)
 
 
+@pytest.fixture
+def exact_cuda_matmuls():
+    """Plain float32 products on CUDA (no TF32), so CUDA can be held to float32 rounding."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@needs_cuda
+def test_bilm_on_cuda_reproduces_bilm_tf(exact_cuda_matmuls, reference_options, reference_weights, reference_sentences, reference_dir):
+    """The bilm-tf fixture outputs on CUDA (stateful protocol, as tests/bilm/test_parity.py on CPU)."""
+    from spacy_elmo.bilm import load_bilm
+
+    from .bilm.test_parity import _expected_top
+
+    bilm = load_bilm(reference_options, reference_weights).to("cuda")
+    state = None
+    worst = 0.0
+    with torch.inference_mode():
+        for i in range(10):
+            batch = [reference_sentences[k][i].split() for k in range(3)]
+            out = bilm(batch_to_ids(batch).to("cuda"), state, return_state=True)
+            state = out.state
+            for k in range(3):
+                n = len(batch[k])
+                actual = out.layers[2, k, :n].cpu().numpy()
+                np.testing.assert_allclose(actual, _expected_top(reference_dir, k, i), atol=1e-5, rtol=1e-4)
+                worst = max(worst, float(np.abs(actual - _expected_top(reference_dir, k, i)).max()))
+    print(f"bilm-tf fixture on CUDA: max |diff| {worst:.2e}")
+
+
+@needs_cuda
+@pytest.mark.parametrize("chunk_rows", [1 << 20, 20, 1])
+def test_the_inference_loop_on_cuda_matches_the_plain_cell(exact_cuda_matmuls, monkeypatch, chunk_rows):
+    """`_run_layer_inference` on CUDA (chunked input products, in-place state) against the op-for-op `_cell` loop."""
+    from spacy_elmo.bilm import lstm
+
+    from .bilm.test_lstm import SENTENCES as LSTM_SENTENCES
+    from .bilm.test_lstm import _bilm
+
+    monkeypatch.setattr(lstm, "INPUT_CHUNK_ROWS", chunk_rows)
+    bilm = _bilm().to("cuda")
+    with torch.no_grad():  # gates saturate and both clips bind
+        for p in bilm.lstm.parameters():
+            p.mul_(3.0)
+    ids = batch_to_ids(LSTM_SENTENCES * 3).to("cuda")
+    torch.manual_seed(3)
+    zero = bilm.lstm.zero_state(ids.shape[0], ids.new_zeros(1, dtype=torch.float32))
+    state = type(zero)(torch.randn_like(zero.h) * 0.3, torch.randn_like(zero.c) * 0.3)
+    with torch.no_grad():
+        fast = bilm(ids, state, return_state=True)
+        with monkeypatch.context() as patch:
+            patch.setattr(lstm, "_fast_inference_applies", lambda x: False)
+            plain = bilm(ids, state, return_state=True)
+    assert (plain.layers[1:].abs() >= 0.4 - 1e-6).any()
+    torch.testing.assert_close(fast.layers, plain.layers, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.state.h, plain.state.h, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.state.c, plain.state.c, atol=1e-5, rtol=1e-5)
+
+
+@needs_cuda
+def test_the_written_out_backward_on_cuda_matches_autograd(exact_cuda_matmuls, monkeypatch):
+    """`_Recurrence` (the fused step loop's backward) on CUDA against autograd through every step."""
+    from .bilm.test_lstm import SENTENCES as LSTM_SENTENCES
+    from .bilm.test_lstm import _bilm, _gradients
+
+    bilm = _bilm().to("cuda")
+    ids = batch_to_ids(LSTM_SENTENCES).to("cuda")
+    torch.manual_seed(2)
+    zero = bilm.lstm.zero_state(len(LSTM_SENTENCES), ids.new_zeros(1, dtype=torch.float32))
+    state = type(zero)(torch.randn_like(zero.h) * 0.3, torch.randn_like(zero.c) * 0.3)
+    fused, fused_grads, fused_h0, fused_c0 = _gradients(bilm, ids, state, True, monkeypatch)
+    plain, plain_grads, plain_h0, plain_c0 = _gradients(bilm, ids, state, False, monkeypatch)
+    torch.testing.assert_close(fused.layers, plain.layers, atol=1e-6, rtol=1e-5)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(fused_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    torch.testing.assert_close(fused_h0, plain_h0, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fused_c0, plain_c0, atol=1e-5, rtol=1e-4)
+
+
+@needs_cuda
+def test_bf16_inference_loop_on_cuda_matches_the_plain_cell(monkeypatch):
+    """bf16 products through the shared inference loop on CUDA against the op-for-op loop with the same products."""
+    from spacy_elmo.bilm import lstm
+
+    from .bilm.test_lstm import SENTENCES as LSTM_SENTENCES
+    from .bilm.test_lstm import _bilm
+
+    bilm = _bilm().to("cuda").set_precision("bf16")
+    ids = batch_to_ids(LSTM_SENTENCES * 3).to("cuda")
+    with torch.no_grad():
+        fast = bilm(ids, return_state=True)
+        with monkeypatch.context() as patch:
+            patch.setattr(lstm, "_fast_inference_applies", lambda x: False)
+            plain = bilm(ids, return_state=True)
+    torch.testing.assert_close(fast.layers.float(), plain.layers.float(), atol=2e-2, rtol=2e-2)
+
+
 @needs_cuda
 def test_bf16_on_cuda_is_close(reference_options, reference_weights):
     from spacy_elmo.bilm import load_bilm
