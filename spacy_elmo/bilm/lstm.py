@@ -29,7 +29,9 @@ How it is made fast:
   within 1e-6 of the op-for-op loop (:meth:`StackedBiLSTM._cell`, kept for
   autograd through int8 / bf16 / autocast, and for inference under autocast);
 * training (:class:`_Recurrence`): the step loop is one autograd node with its
-  backward written out, the weights' gradients one product each over all steps.
+  backward written out, the weights' gradients one product each over all steps;
+  under bf16 autocast (pretraining's ``training.precision = "bf16"``) the same
+  node runs its products in bf16 and its element-wise work in float32.
 """
 from bisect import bisect_left
 from typing import List, NamedTuple, Optional, Tuple
@@ -276,14 +278,22 @@ class StackedBiLSTM(nn.Module):
             return x.new_zeros(2, seq, batch, cfg.projection_dim), h0, c0
         index = _live_index(counts, batch, x.device)
         x_packed = x.reshape(2, seq * batch, in_dim).index_select(1, index)
-        xp = bmm(x_packed, layer.w_input)  # (2, total live, 4C)
         if _float32_fast_path_applies(layer, x):
+            xp = bmm(x_packed, layer.w_input)  # (2, total live, 4C)
             packed, h_final, c_final = _Recurrence.apply(
-                xp, layer.gate_bias(), layer.w_hidden, layer.w_proj, h0, c0, counts, cfg.cell_clip, cfg.proj_clip
+                xp, layer.gate_bias(), layer.w_hidden, layer.w_proj, h0, c0, counts, cfg.cell_clip, cfg.proj_clip, None
             )
+        elif _bf16_autocast_applies(layer, x):
+            xp = torch.bmm(x_packed, layer.w_input)  # bf16 under the autocast
+            with torch.autocast(x.device.type, enabled=False):  # the node casts its products itself
+                packed, h_final, c_final = _Recurrence.apply(
+                    xp, layer.gate_bias(), layer.w_hidden, layer.w_proj, h0.float(), c0.float(), counts,
+                    cfg.cell_clip, cfg.proj_clip, torch.bfloat16,
+                )
         else:
+            xp = bmm(x_packed, layer.w_input)
             packed, h_final, c_final = self._steps_autograd(layer, xp, counts, h0, c0)
-        out = x.new_zeros(2, seq * batch, cfg.projection_dim).index_copy(1, index, packed)
+        out = packed.new_zeros(2, seq * batch, cfg.projection_dim).index_copy(1, index, packed)
         return out.view(2, seq, batch, cfg.projection_dim), h_final, c_final
 
     def _steps_autograd(
@@ -345,7 +355,7 @@ class StackedBiLSTM(nn.Module):
 class _Recurrence(torch.autograd.Function):
     """The step loop of one layer, both directions, with a hand-written backward pass.
 
-    forward(xp, bias, w_hidden, w_proj, h0, c0, counts, cell_clip, proj_clip) -> (out, h_final, c_final)
+    forward(xp, bias, w_hidden, w_proj, h0, c0, counts, cell_clip, proj_clip, low) -> (out, h_final, c_final)
 
     xp: ``(2, N, 4C)`` input products of the live positions, packed time-major
     (step ``t``: rows ``0 .. counts[t] - 1``, ``N = sum(counts)``); bias:
@@ -357,11 +367,19 @@ class _Recurrence(torch.autograd.Function):
     its outputs are those of the autograd path). Clipping passes the gradient
     where the unclipped value lies within the bounds, ends included, as
     ``clamp`` does.
+
+    low: ``None`` (everything float32), or ``torch.bfloat16``: every matrix
+    product, forward and backward, takes its operands in bf16 and returns
+    float32 (as autocast would); xp comes in bf16 (the output of a bf16
+    product) and its gradient goes back in bf16, as autocast's would; the
+    gates, state, clipping and the weights' gradients stay float32.
     """
 
     @staticmethod
-    def forward(ctx, xp, bias, w_hidden, w_proj, h0, c0, counts, cell_clip, proj_clip):  # type: ignore[override]
+    def forward(ctx, xp, bias, w_hidden, w_proj, h0, c0, counts, cell_clip, proj_clip, low):  # type: ignore[override]
         C = w_proj.shape[1]
+        w_hidden_low = w_hidden if low is None else w_hidden.to(low)
+        w_proj_low = w_proj if low is None else w_proj.to(low)
         batch = h0.shape[1]
         h, c = h0, c0
         finished_h: List[Tensor] = []
@@ -375,7 +393,10 @@ class _Recurrence(torch.autograd.Function):
                 finished_h.append(h[:, n:])
                 finished_c.append(c[:, n:])
                 h, c = h[:, :n], c[:, :n]
-            gates = torch.baddbmm(bias, h, w_hidden) + xp[:, offset : offset + n]
+            if low is None:
+                gates = torch.baddbmm(bias, h, w_hidden) + xp[:, offset : offset + n]
+            else:
+                gates = torch.bmm(h.to(low), w_hidden_low).float().add_(bias).add_(xp[:, offset : offset + n])
             i = torch.sigmoid(gates[..., :C])
             j = torch.tanh(gates[..., C : 2 * C])
             fo = torch.sigmoid(gates[..., 2 * C :])
@@ -383,7 +404,7 @@ class _Recurrence(torch.autograd.Function):
             c_new = c_raw.clamp(-cell_clip, cell_clip) if cell_clip is not None else c_raw
             tanh_c = torch.tanh(c_new)
             m = fo[..., C:] * tanh_c
-            h_raw = torch.bmm(m, w_proj)
+            h_raw = torch.bmm(m, w_proj) if low is None else torch.bmm(m.to(low), w_proj_low).float()
             h_new = h_raw.clamp(-proj_clip, proj_clip) if proj_clip is not None else h_raw
             saved.append((h, c, i, j, fo, c_raw, tanh_c, m, h_raw))
             steps.append(h_new)
@@ -395,6 +416,7 @@ class _Recurrence(torch.autograd.Function):
         ctx.steps = saved
         ctx.counts = counts
         ctx.clips = (cell_clip, proj_clip)
+        ctx.low = low
         ctx.save_for_backward(w_hidden, w_proj)
         return torch.cat(steps, dim=1), torch.cat(finished_h[::-1], dim=1), torch.cat(finished_c[::-1], dim=1)
 
@@ -403,6 +425,7 @@ class _Recurrence(torch.autograd.Function):
     def backward(ctx, d_out, d_h_final, d_c_final):  # type: ignore[override]
         w_hidden, w_proj = ctx.saved_tensors
         cell_clip, proj_clip = ctx.clips
+        low = ctx.low
         counts: List[int] = ctx.counts
         saved = ctx.steps
         if saved is None:
@@ -417,10 +440,14 @@ class _Recurrence(torch.autograd.Function):
         # running gradients of the state, all rows; rows not yet reached hold their final state's
         dh = d_h_final.clone()
         dc = d_c_final.clone()
-        d_gates = d_out.new_empty(2, N, 4 * C)
+        d_gates = d_out.new_empty(2, N, 4 * C, dtype=low or d_out.dtype)  # bf16: xp's gradient, no cast
         d_h_raw = d_out.new_empty(2, N, P)
-        w_hidden_t = w_hidden.transpose(1, 2)
-        w_proj_t = w_proj.transpose(1, 2)
+
+        def product(a: Tensor, b: Tensor) -> Tensor:  # float32 results, bf16 arithmetic when low
+            return torch.bmm(a, b) if low is None else torch.bmm(a.to(low), b.to(low)).float()
+
+        w_hidden_t = w_hidden.transpose(1, 2) if low is None else w_hidden.to(low).transpose(1, 2)
+        w_proj_t = w_proj.transpose(1, 2) if low is None else w_proj.to(low).transpose(1, 2)
         offset = N
         for t in range(len(counts) - 1, -1, -1):
             n = counts[t]
@@ -431,7 +458,7 @@ class _Recurrence(torch.autograd.Function):
             if proj_clip is not None:
                 g_h.masked_fill_(h_raw.abs() > proj_clip, 0.0)
             d_h_raw[:, rows] = g_h
-            d_m = torch.bmm(g_h, w_proj_t)  # (2, n, C)
+            d_m = product(g_h, w_proj_t)  # (2, n, C)
             o = fo[..., C:]
             g_c = dc[:, :n] + d_m * o * (1.0 - tanh_c * tanh_c)
             if cell_clip is not None:
@@ -443,19 +470,27 @@ class _Recurrence(torch.autograd.Function):
             torch.mul(g_c * c_prev, f * (1.0 - f), out=g[..., 2 * C : 3 * C])
             torch.mul(d_m * tanh_c, o * (1.0 - o), out=g[..., 3 * C :])
             dc[:, :n] = g_c * f
-            dh[:, :n] = torch.bmm(g, w_hidden_t)
+            dh[:, :n] = product(g, w_hidden_t)
         h_prev_all = torch.cat([step[0] for step in saved], dim=1)  # (2, N, P)
         m_all = torch.cat([step[7] for step in saved], dim=1)  # (2, N, C)
-        d_w_hidden = torch.bmm(h_prev_all.transpose(1, 2), d_gates)
-        d_w_proj = torch.bmm(m_all.transpose(1, 2), d_h_raw)
-        d_bias = d_gates.sum(dim=1, keepdim=True)
-        return d_gates, d_bias, d_w_hidden, d_w_proj, dh, dc, None, None, None
+        d_w_hidden = product(h_prev_all.transpose(1, 2), d_gates)
+        d_w_proj = product(m_all.transpose(1, 2), d_h_raw)
+        d_bias = d_gates.sum(dim=1, keepdim=True, dtype=torch.float32)
+        return d_gates, d_bias, d_w_hidden, d_w_proj, dh, dc, None, None, None, None
 
 
 def _float32_fast_path_applies(layer: nn.Module, x: Tensor) -> bool:
     """float32 weights and inputs, no autocast, no int8 products: the case
     :class:`_Recurrence` and :meth:`StackedBiLSTM._run_layer_inference` are written for."""
     if x.dtype != torch.float32 or torch.is_autocast_enabled(x.device.type):
+        return False
+    return all(p.dtype == torch.float32 and not hasattr(p, INT8) for p in layer.parameters())
+
+
+def _bf16_autocast_applies(layer: nn.Module, x: Tensor) -> bool:
+    """Training under bf16 autocast with float32 weights: :class:`_Recurrence` with bf16 products."""
+    device = x.device.type
+    if not torch.is_autocast_enabled(device) or torch.get_autocast_dtype(device) != torch.bfloat16:
         return False
     return all(p.dtype == torch.float32 and not hasattr(p, INT8) for p in layer.parameters())
 

@@ -147,6 +147,46 @@ def test_the_inference_loop_runs_the_precisions_products_within_rounding_of_the_
     torch.testing.assert_close(fast.state.c, plain.state.c, atol=1e-5, rtol=1e-5)
 
 
+def _bf16_training_run(bilm, ids, path, monkeypatch):
+    """Outputs and gradients of a backward pass under bf16 autocast through ``path``: 'fused' (`_Recurrence` with
+    bf16 products) or 'autograd' (op for op); 'fp32': no autocast (the float32 `_Recurrence`)."""
+    from spacy_elmo.bilm import lstm
+
+    bilm.zero_grad()
+    with monkeypatch.context() as patch:
+        if path == "autograd":
+            patch.setattr(lstm, "_bf16_autocast_applies", lambda layer, x: False)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=path != "fp32"):
+            out = bilm(ids).layers.float()
+    torch.manual_seed(1)
+    (out * torch.randn_like(out)).sum().backward()
+    return out.detach(), {name: p.grad.clone() for name, p in bilm.named_parameters() if ".layers." in f".{name}"}
+
+
+def test_bf16_autocast_training_runs_the_written_out_backward_close_to_autograd_and_fp32(monkeypatch):
+    """Pretraining's bf16 autocast: the fused step loop (bf16 products, float32 gates and state) against autograd
+    through the op-for-op loop under the same autocast, and against float32."""
+    from spacy_elmo.bilm import lstm
+
+    bilm = _bilm()
+    ids = batch_to_ids(SENTENCES * 3)
+    layer = bilm.lstm.layers[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert lstm._bf16_autocast_applies(layer, torch.zeros(1))
+    assert not lstm._bf16_autocast_applies(layer, torch.zeros(1))
+    fused, fused_grads = _bf16_training_run(bilm, ids, "fused", monkeypatch)
+    plain, plain_grads = _bf16_training_run(bilm, ids, "autograd", monkeypatch)
+    exact, exact_grads = _bf16_training_run(bilm, ids, "fp32", monkeypatch)
+    scale = float(exact.abs().max())
+    assert float((fused - exact).abs().max()) < 0.02 * scale and float((plain - exact).abs().max()) < 0.02 * scale
+    assert not torch.equal(fused, exact)  # the products did run in bf16
+    for name, grad in exact_grads.items():
+        assert fused_grads[name].dtype == torch.float32
+        for other in (fused_grads[name], plain_grads[name]):
+            cosine = torch.nn.functional.cosine_similarity(other.flatten(), grad.flatten(), dim=0)
+            assert cosine > 0.999, name
+
+
 def test_step_chunks_cover_every_step_once_within_the_bound():
     from spacy_elmo.bilm.lstm import _step_chunks
 
