@@ -22,7 +22,7 @@ from spacy.util import load_config
 from spacy_elmo.bilm import BiLM
 from spacy_elmo.pretrain.data import epoch_batches, read_sentences
 from spacy_elmo.pretrain.objective import BiLMLanguageModel
-from spacy_elmo.pretrain.train import bilm_config
+from spacy_elmo.pretrain.train import bilm_config, training_autocast
 from spacy_elmo.pretrain.vocab import WordVocab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch-tokens", type=int, default=4096)
     parser.add_argument("--length-buckets", type=int, default=0, help="training.length_buckets (0: random batches)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="training.precision (bf16: autocast, on CPUs with native bf16)")
     parser.add_argument("--text", type=Path, nargs="+", default=DEFAULT_TEXT, help="sentence-per-paragraph text files")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -46,6 +47,7 @@ def main() -> None:
     lm = BiLMLanguageModel(BiLM(bilm_config(cfg["model"])), vocab, dropout=cfg["model"]["dropout"], softmax="adaptive")
     optimizer = torch.optim.Adam(lm.parameters(), lr=cfg["training"]["learn_rate"])
     batches = epoch_batches(train, args.batch_tokens, 0, 0, args.length_buckets)
+    autocast = training_autocast(args.precision, torch.device("cpu"))
     seconds = defaultdict(float)
 
     def timed(name, fn):
@@ -64,7 +66,8 @@ def main() -> None:
     def step(batch):
         optimizer.zero_grad(set_to_none=True)
         start = time.perf_counter()
-        out = lm([train[i] for i in batch])
+        with autocast:
+            out = lm([train[i] for i in batch])
         seconds["forward (all)"] += time.perf_counter() - start
         start = time.perf_counter()
         out.loss.backward()
@@ -84,7 +87,7 @@ def main() -> None:
         losses.append(round(loss, 4))
     elapsed = time.perf_counter() - start
     print(f"{args.preset}: {n_tokens / elapsed:,.0f} tokens/s, {elapsed / args.steps:.2f} s/step, {args.threads} threads, "
-          f"length_buckets {args.length_buckets}; losses {losses}")
+          f"length_buckets {args.length_buckets}, {args.precision}; losses {losses}")
     print("seconds per step: " + ", ".join(f"{k} {v / args.steps:.3f}" for k, v in seconds.items()))
 
 

@@ -88,10 +88,12 @@ SCHEMA: Dict[str, Dict[str, Rule]] = {
         "optimizer": _choice("adam", "adagrad"),
         "learn_rate": _number(0.0, 1.0, open_low=True),
         "grad_clip": _number(0.0),
+        "precision": _choice("fp32", "bf16"),
     },
 }
 # keys a config may leave out (older presets), with the value used then
-DEFAULTS: Dict[Tuple[str, str], Any] = {("training", "max_seconds"): 0, ("training", "threads"): 0, ("training", "length_buckets"): 0}
+DEFAULTS: Dict[Tuple[str, str], Any] = {("training", "max_seconds"): 0, ("training", "threads"): 0, ("training", "length_buckets"): 0,
+                                   ("training", "precision"): "fp32"}
 
 
 class ConfigError(ValueError):

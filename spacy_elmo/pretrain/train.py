@@ -28,6 +28,7 @@ from thinc.api import Config
 
 from ..bilm import BiLM, BiLMConfig, save_bilm
 from ..atomic_write import atomic_path
+from ..bilm.precision import check_device as check_precision_device
 from ..bilm.threads import check_threads
 from ..distributed import Distributed
 from .data import epoch_batches, held_out_batches, read_sentences, shard
@@ -208,6 +209,7 @@ def _pretrain(
     config: Config, output_dir: Path, dist: Distributed, *, resume: bool, overwrite: bool, init: Optional[BiLM], freeze_steps: int, progress: bool
 ) -> Dict[str, Any]:
     T = config["training"]
+    autocast = training_autocast(T.get("precision", "fp32"), dist.device)  # before reading the corpus: a clear error early
     metrics_path, loss_path = output_dir / "metrics.jsonl", output_dir / "train_loss.jsonl"
     checkpoint_file = output_dir / "checkpoints" / CHECKPOINT
     saved = _prepare_folder(config, output_dir, dist, resume=resume, overwrite=overwrite)
@@ -251,7 +253,8 @@ def _pretrain(
         trainer.train()
         optimizer.zero_grad(set_to_none=True)
         if mine:
-            out = trainer(mine)
+            with autocast:
+                out = trainer(mine)
             local_loss, local_targets = out.loss, out.n_targets
         else:  # more ranks than sentences in this batch
             local_loss, local_targets = sum(p.sum() * 0.0 for p in lm.parameters()), 0
@@ -434,6 +437,20 @@ def _optimizer(T: Dict[str, Any], lm: torch.nn.Module) -> torch.optim.Optimizer:
     if name == "adagrad":
         return torch.optim.Adagrad(lm.parameters(), lr=T["learn_rate"], initial_accumulator_value=1.0)
     raise ValueError(f"training.optimizer must be 'adam' or 'adagrad', got {name!r}.")
+
+
+def training_autocast(precision: str, device: torch.device) -> torch.autocast:
+    """The forward passes' autocast for ``training.precision``: off for ``"fp32"``;
+    for ``"bf16"``, matrix products and convolutions in bfloat16 (the weights,
+    optimizer state, loss and gradients stay float32). bf16 needs a device with
+    native bf16 products (a clear error elsewhere). Held-out perplexity is
+    always computed in float32, so runs in either precision compare."""
+    if precision == "bf16":
+        try:
+            check_precision_device("bf16", device)
+        except ValueError as err:
+            raise ValueError(f"training.precision = 'bf16': {err} (--training.precision fp32)") from None
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def _held_out_perplexity(lm: BiLMLanguageModel, dev: List[List[str]], batch_tokens: int, dist: Distributed) -> float:

@@ -74,6 +74,22 @@ def test_adaptive_softmax_for_large_vocabularies():
     out.loss.backward()
 
 
+def test_the_adaptive_loss_in_row_chunks_equals_the_whole_batch_loss(monkeypatch):
+    from spacy_elmo.pretrain import objective
+
+    monkeypatch.setattr(objective, "SOFTMAX_CHUNK_ROWS", 7)  # 50 rows: 8 pieces, the last one short
+    torch.manual_seed(0)
+    softmax = torch.nn.AdaptiveLogSoftmaxWithLoss(16, 300, [20, 100], div_value=4.0)
+    x = torch.randn(50, 16, requires_grad=True)
+    y = torch.randint(0, 300, (50,))
+    whole = softmax(x, y).loss
+    (gx_whole,) = torch.autograd.grad(whole, x)
+    chunked = objective.adaptive_loss(softmax, x, y)
+    (gx_chunked,) = torch.autograd.grad(chunked, x)
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(gx_chunked, gx_whole, atol=1e-7, rtol=1e-5)
+
+
 def test_trained_biLM_exports_to_the_bilm_tf_layout(tmp_path):
     torch.manual_seed(0)
     train = _corpus(64, 0)

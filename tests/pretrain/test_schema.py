@@ -40,6 +40,7 @@ def test_every_preset_passes(preset):
         ({"model.cell_clip": 0}, "model.cell_clip must be a number > 0, or null"),
         ({"vocab.softmax": "hierarchical"}, "vocab.softmax must be one of 'auto', 'full', 'adaptive'"),
         ({"training.length_buckets": -1}, "training.length_buckets must be an integer >= 0"),
+        ({"training.precision": "fp16"}, "training.precision must be one of 'fp32', 'bf16'"),
     ],
 )
 def test_nonsense_values_are_errors(override, expected):

@@ -143,6 +143,37 @@ def test_bad_config_values_are_clear_errors(tmp_path, grammar_text, capsys):
     assert "training.threads must be an integer >= 0" in capsys.readouterr().err
 
 
+def test_bf16_autocast_trains_close_to_fp32_and_exports_float32(tmp_path, grammar_text, monkeypatch):
+    """training.precision = "bf16": the forward's products in bfloat16, the weights float32 (numbers, not speed:
+    bf16 is allowed here even on a CPU without native bf16 products)."""
+    monkeypatch.setattr("spacy_elmo.bilm.precision.bf16_is_fast", lambda device: True)
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        args = ["pretrain", str(TINY), str(out), "--quiet", "--paths.train", str(grammar_text / "train.txt"),
+                "--paths.dev", str(grammar_text / "dev.txt"), *FAST, "--training.max_steps", "6", "--training.eval_every", "3",
+                "--training.precision", precision]
+        assert main(args) == 0
+        runs[precision] = (_losses(out), [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()])
+    (fp32, fp32_metrics), (bf16, bf16_metrics) = runs["fp32"], runs["bf16"]
+    assert fp32[1] != bf16[1]  # the products did run in bf16
+    assert abs(bf16[1] - fp32[1]) < 0.02 * fp32[1]  # same start, bf16 rounding only
+    assert all(math.isfinite(v) for v in bf16.values()) and bf16[6] < bf16[1]
+    assert abs(bf16_metrics[-1]["dev_perplexity"] - fp32_metrics[-1]["dev_perplexity"]) < 0.1 * fp32_metrics[-1]["dev_perplexity"]
+    bilm = load_bilm(tmp_path / "bf16" / "model" / "options.json", tmp_path / "bf16" / "model" / "weights.hdf5")
+    assert all(p.dtype == torch.float32 for p in bilm.parameters())
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_a_clear_error_before_reading_the_corpus(tmp_path, grammar_text, monkeypatch, capsys):
+    monkeypatch.setattr("spacy_elmo.bilm.precision.bf16_is_fast", lambda device: False)
+    args = ["pretrain", str(TINY), str(tmp_path / "o"), "--quiet", "--paths.train", str(tmp_path / "not-read.txt"),
+            "--training.precision", "bf16"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "training.precision = 'bf16'" in err and "native bfloat16" in err and "--training.precision fp32" in err
+    assert not (tmp_path / "o" / "checkpoints").exists()
+
+
 def test_plot_metrics(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
