@@ -73,24 +73,10 @@ def test_the_inference_loop_on_cuda_matches_the_plain_cell(exact_cuda_matmuls, m
     """`_run_layer_inference` on CUDA (chunked input products, in-place state) against the op-for-op `_cell` loop."""
     from spacy_elmo.bilm import lstm
 
-    from .bilm.test_lstm import SENTENCES as LSTM_SENTENCES
-    from .bilm.test_lstm import _bilm
+    from .bilm.test_lstm import inference_and_plain_loops
 
     monkeypatch.setattr(lstm, "INPUT_CHUNK_ROWS", chunk_rows)
-    bilm = _bilm().to("cuda")
-    with torch.no_grad():  # gates saturate and both clips bind
-        for p in bilm.lstm.parameters():
-            p.mul_(3.0)
-    ids = batch_to_ids(LSTM_SENTENCES * 3).to("cuda")
-    torch.manual_seed(3)
-    zero = bilm.lstm.zero_state(ids.shape[0], ids.new_zeros(1, dtype=torch.float32))
-    state = type(zero)(torch.randn_like(zero.h) * 0.3, torch.randn_like(zero.c) * 0.3)
-    with torch.no_grad():
-        fast = bilm(ids, state, return_state=True)
-        with monkeypatch.context() as patch:
-            patch.setattr(lstm, "_fast_inference_applies", lambda x: False)
-            plain = bilm(ids, state, return_state=True)
-    assert (plain.layers[1:].abs() >= 0.4 - 1e-6).any()
+    fast, plain = inference_and_plain_loops(monkeypatch, "cuda")
     torch.testing.assert_close(fast.layers, plain.layers, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast.state.h, plain.state.h, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast.state.c, plain.state.c, atol=1e-5, rtol=1e-5)

@@ -95,20 +95,18 @@ def test_the_float32_fast_paths_are_not_used_for_other_dtypes_or_under_autocast(
         assert not lstm._float32_fast_path_applies(layer, x)
 
 
-# Input-product chunks (rows): one layer at once, a few steps per chunk, each step its own chunk.
-@pytest.mark.parametrize("chunk_rows", [1 << 20, 20, 1])
-def test_the_inference_loop_stays_within_float32_rounding_of_the_plain_cell(monkeypatch, chunk_rows):
-    """`_run_layer_inference` (chunked input products, tanh through sigmoid, in-place state) against the op-for-op `_cell` loop."""
+def inference_and_plain_loops(monkeypatch, device="cpu"):
+    """The biLM's outputs through `_run_layer_inference` and through the op-for-op `_cell` loop, with weights
+    large enough that gates saturate and both clips bind, and a random initial state."""
     from spacy_elmo.bilm import lstm
 
-    monkeypatch.setattr(lstm, "INPUT_CHUNK_ROWS", chunk_rows)
-    bilm = _bilm()
-    with torch.no_grad():  # larger weights: gates saturate and both clips bind
+    bilm = _bilm().to(device)
+    with torch.no_grad():
         for p in bilm.lstm.parameters():
             p.mul_(3.0)
-    ids = batch_to_ids(SENTENCES * 3)
+    ids = batch_to_ids(SENTENCES * 3).to(device)
     torch.manual_seed(3)
-    zero = bilm.lstm.zero_state(ids.shape[0], torch.zeros(1))
+    zero = bilm.lstm.zero_state(ids.shape[0], torch.zeros(1, device=device))
     state = type(zero)(torch.randn_like(zero.h) * 0.3, torch.randn_like(zero.c) * 0.3)
     with torch.no_grad():
         fast = bilm(ids, state, return_state=True)
@@ -116,6 +114,17 @@ def test_the_inference_loop_stays_within_float32_rounding_of_the_plain_cell(monk
             patch.setattr(lstm, "_fast_inference_applies", lambda x: False)
             plain = bilm(ids, state, return_state=True)
     assert (plain.layers[1:].abs() >= 0.4 - 1e-6).any()  # the projection clip binds
+    return fast, plain
+
+
+# Input-product chunks (rows): one layer at once, a few steps per chunk, each step its own chunk.
+@pytest.mark.parametrize("chunk_rows", [1 << 20, 20, 1])
+def test_the_inference_loop_stays_within_float32_rounding_of_the_plain_cell(monkeypatch, chunk_rows):
+    """`_run_layer_inference` (chunked input products, tanh through sigmoid, in-place state) against the op-for-op `_cell` loop."""
+    from spacy_elmo.bilm import lstm
+
+    monkeypatch.setattr(lstm, "INPUT_CHUNK_ROWS", chunk_rows)
+    fast, plain = inference_and_plain_loops(monkeypatch)
     torch.testing.assert_close(fast.layers, plain.layers, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fast.state.h, plain.state.h, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fast.state.c, plain.state.c, atol=1e-6, rtol=1e-5)
