@@ -161,6 +161,8 @@ def apply_precision(module: nn.Module, precision: str, *, keep_float: bool = Tru
         for p in weight_matrices(module):
             if p.dtype != dtype:
                 p.data = p.data.to(dtype)
+        for p in int8_weights(module):  # the LSTM's (in, out) matrices: layout by precision, same values
+            p.data = _column_major(p.data) if precision == "bf16" else p.data.contiguous()
         if precision == "int8":
             for p in int8_weights(module):
                 setattr(p, INT8, _pack(p))
@@ -169,6 +171,16 @@ def apply_precision(module: nn.Module, precision: str, *, keep_float: bool = Tru
             if not keep_float:
                 setattr(module, FLOAT_FREED, True)
     return module
+
+
+def _column_major(w: Tensor) -> Tensor:
+    """``w`` ``(..., in, out)`` with the same shape and values, its memory laid out as ``(..., out, in)``.
+
+    bf16 products with the weight as a transposed operand ran 1.1-1.8x faster
+    here (oneDNN, AVX512-BF16: 1.73 -> 1.00 ms for one row x (512, 16384), 10.2
+    -> 9.2 ms for 256 rows); float32 products are fastest row-major, so every
+    other precision stores the weights contiguous."""
+    return w.transpose(-1, -2).contiguous().transpose(-1, -2)
 
 
 def check_float_kept(module: nn.Module, action: str) -> None:

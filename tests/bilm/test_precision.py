@@ -37,6 +37,24 @@ def test_bf16_stays_close_to_fp32_and_halves_the_weights(reference_bilm, sentenc
     assert _weight_bytes(fast) < 0.55 * _weight_bytes(reference_bilm)
 
 
+def test_bf16_lays_the_lstm_weights_out_column_major_and_fp32_row_major_again(reference_bilm, sentences):
+    """Same shapes and values; only the memory layout changes (bf16 products ran faster with the weight transposed)."""
+    from spacy_elmo.bilm.precision import int8_weights
+
+    bilm = copy.deepcopy(reference_bilm)
+    before = {name: p.detach().clone() for name, p in bilm.named_parameters()}
+    bilm.set_precision("bf16", check_device=False)
+    lstm = int8_weights(bilm)
+    assert lstm and all(not p.is_contiguous() and p.transpose(-1, -2).is_contiguous() for p in lstm)
+    for name, p in bilm.named_parameters():
+        assert p.shape == before[name].shape
+        expected = before[name].bfloat16() if p.dtype == torch.bfloat16 else before[name]
+        assert torch.equal(p.detach(), expected), name
+    bilm.set_precision("fp32")
+    assert all(p.is_contiguous() for p in bilm.parameters())
+    assert torch.equal(bilm.lstm.layers[0].w_hidden.detach(), before["lstm.layers.0.w_hidden"].bfloat16().float())
+
+
 def test_default_is_the_exact_path(reference_bilm, sentences):
     again = copy.deepcopy(reference_bilm).set_precision("fp32")
     assert torch.equal(_layers(again, sentences), _layers(reference_bilm, sentences))
