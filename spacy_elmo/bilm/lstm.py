@@ -484,7 +484,7 @@ def _float32_fast_path_applies(layer: nn.Module, x: Tensor) -> bool:
     :class:`_Recurrence` and :meth:`StackedBiLSTM._run_layer_inference` are written for."""
     if x.dtype != torch.float32 or torch.is_autocast_enabled(x.device.type):
         return False
-    return all(p.dtype == torch.float32 and not hasattr(p, INT8) for p in layer.parameters())
+    return _float32_weights(layer)
 
 
 def _bf16_autocast_applies(layer: nn.Module, x: Tensor) -> bool:
@@ -492,6 +492,10 @@ def _bf16_autocast_applies(layer: nn.Module, x: Tensor) -> bool:
     device = x.device.type
     if not torch.is_autocast_enabled(device) or torch.get_autocast_dtype(device) != torch.bfloat16:
         return False
+    return _float32_weights(layer)
+
+
+def _float32_weights(layer: nn.Module) -> bool:
     return all(p.dtype == torch.float32 and not hasattr(p, INT8) for p in layer.parameters())
 
 

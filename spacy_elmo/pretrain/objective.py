@@ -40,8 +40,7 @@ def adaptive_loss(softmax: nn.AdaptiveLogSoftmaxWithLoss, x: Tensor, y: Tensor) 
     ``softmax(x, y).loss``, computed :data:`SOFTMAX_CHUNK_ROWS` rows at a time."""
     if len(y) <= SOFTMAX_CHUNK_ROWS:
         return softmax(x, y).loss
-    pieces = [softmax(x[k : k + SOFTMAX_CHUNK_ROWS], y[k : k + SOFTMAX_CHUNK_ROWS]).loss * len(y[k : k + SOFTMAX_CHUNK_ROWS])
-              for k in range(0, len(y), SOFTMAX_CHUNK_ROWS)]
+    pieces = [softmax(xs, ys).loss * len(ys) for xs, ys in zip(x.split(SOFTMAX_CHUNK_ROWS), y.split(SOFTMAX_CHUNK_ROWS))]
     return torch.stack(pieces).sum() / len(y)
 
 
