@@ -1,6 +1,6 @@
 """The `elmo` component on real short sentences: throughput, token cache, latency.
 
-    python benchmarks/bench_component.py --model original [--threads N] [--sentences 500]
+    python benchmarks/bench_component.py --model original [--threads N] [--sentences 500] [--gpu-id 0]
 
 Random weights in the shape of a published biLM, saved as options.json +
 weights.hdf5 and loaded as a source. Sentences: UD English-EWT dev (every 2nd
@@ -12,6 +12,7 @@ peak RSS, and the latency of one 10-token sentence through ``nlp()`` (p50/p99
 over 50 calls, after 5 warm-up calls).
 """
 import argparse
+import os
 import resource
 import statistics
 import sys
@@ -29,7 +30,8 @@ from bench_bilm import make_config  # noqa: E402
 from spacy_elmo.bilm import BiLM, save_bilm  # noqa: E402
 from spacy_elmo.layers.bilm_wrapper import token_cache_of  # noqa: E402
 
-EWT_DEV = Path(__file__).resolve().parents[1].parent / "shared/data/ud-english-ewt/en_ewt-ud-dev.conllu"
+SHARED = Path(os.environ.get("SPACY_ELMO_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+EWT_DEV = SHARED / "data/ud-english-ewt/en_ewt-ud-dev.conllu"
 
 
 def ewt_sentences(path: Path, first: int = 1000, every: int = 2):
@@ -59,6 +61,12 @@ def build(source: Path, cache_mb: float, threads: int, precision: str = "fp32", 
     return nlp
 
 
+def sync() -> None:
+    """Wait for the GPU's queued work, so a timer reads finished work (no-op on CPU)."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def docs_of(nlp, sentences):
     return [spacy.tokens.Doc(nlp.vocab, words=words) for words in sentences]
 
@@ -67,7 +75,9 @@ def timed_pass(nlp, sentences):
     docs = docs_of(nlp, sentences)
     start = time.perf_counter()
     out = list(nlp.pipe(docs))
-    return sum(map(len, sentences)) / (time.perf_counter() - start), [d.tensor for d in out]
+    sync()
+    seconds = time.perf_counter() - start
+    return sum(map(len, sentences)) / seconds, [nlp.get_pipe("elmo").model.ops.to_numpy(d.tensor) for d in out]
 
 
 def latency(nlp, n_calls: int = 50):
@@ -79,6 +89,7 @@ def latency(nlp, n_calls: int = 50):
         doc = spacy.tokens.Doc(nlp.vocab, words=words)
         start = time.perf_counter()
         nlp(doc)
+        sync()
         times.append(1000 * (time.perf_counter() - start))
     times.sort()
     return statistics.median(times), times[int(0.99 * (len(times) - 1))]
@@ -92,7 +103,10 @@ def main() -> None:
     parser.add_argument("--cache-mb", type=float, default=256)
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"))
     parser.add_argument("--max-batch-items", type=int, default=4096, help="the model's max_batch_items (padded tokens per biLM batch)")
+    parser.add_argument("--gpu-id", type=int, default=-1, help="run the pipeline on this GPU (spacy.require_gpu); -1: CPU")
     args = parser.parse_args()
+    if args.gpu_id >= 0:
+        spacy.require_gpu(args.gpu_id)
     if not EWT_DEV.exists():
         sys.exit(f"{EWT_DEV} not found (needs ../shared)")
     sentences = ewt_sentences(EWT_DEV)[: args.sentences]
@@ -102,7 +116,7 @@ def main() -> None:
         source = Path(tmp)
         save_bilm(BiLM(make_config(args.model)), source / "options.json", source / "weights.hdf5")
         print(f"{args.model} ({args.precision}): {len(sentences)} EWT dev sentences, {n_tokens} tokens, "
-              f"threads {args.threads or torch.get_num_threads()}, max_batch_items {args.max_batch_items}")
+              f"{f'GPU {args.gpu_id}' if args.gpu_id >= 0 else f'threads {args.threads or torch.get_num_threads()}'}, max_batch_items {args.max_batch_items}")
         exact = None
         for cache_mb in (0, args.cache_mb):
             nlp = build(source, cache_mb, args.threads, args.precision, args.max_batch_items)
