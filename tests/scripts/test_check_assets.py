@@ -39,13 +39,13 @@ def test_every_workflow_starts_with_the_preflight():
 def test_every_workflow_step_is_a_command_and_reuse_takes_the_kept_bilm():
     from weasel.util import load_project_config
 
-    config = load_project_config(ROOT, overrides={"vars.bilm": "assets/bilm-cpu-1h"})
+    config = load_project_config(ROOT, overrides={"vars.bilm": "assets/bilm-cpu-3h-bf16"})
     names = {c["name"] for c in config["commands"]}
     for workflow, steps in config["workflows"].items():
         assert set(steps) <= names, workflow
     assert "pretrain" not in config["workflows"]["reuse"]
     train = next(c for c in config["commands"] if c["name"] == "train")
-    assert "--paths.elmo assets/bilm-cpu-1h" in train["script"][0]
+    assert "--paths.elmo assets/bilm-cpu-3h-bf16" in train["script"][0]
     for dep in train["deps"]:
-        if dep.startswith("assets/bilm-cpu-1h/"):
+        if dep.startswith("assets/bilm-cpu-3h-bf16/"):
             assert (ROOT / dep).is_file(), dep
