@@ -189,3 +189,9 @@ class Errors(metaclass=ErrorsWithCodes):
         "Load the biLM again from its files, then call set_precision('int8') "
         "(keeps the float32 weights) before you {action}."
     )
+    E082 = (
+        "This pipeline's biLM holds its LSTM weights in int8 only (it was saved "
+        "by `python -m spacy_elmo quantize`, a quarter of the float32 memory), so "
+        "it cannot {what}: it runs with precision 'int8' on the CPU. For the exact "
+        "fp32 path, bf16 or a GPU, load the pipeline it was quantized from."
+    )

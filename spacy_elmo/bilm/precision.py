@@ -17,7 +17,9 @@ beside the packed int8 ones, so saving a pipeline and going back to
 ``"fp32"`` (exact again) need nothing else; the weights' memory grows by a
 quarter instead of shrinking. ``keep_float=False`` frees them (the LSTM's
 weights then take a quarter of their float32 memory), for a biLM that is
-only run, never saved, moved or set back (``embed``).
+only run, never moved or set back (``embed``); such a biLM is saved with its
+int8 weights (:func:`int8_state`, :func:`load_int8_state`: a pipeline from
+``python -m spacy_elmo quantize``).
 
 The helpers below are what the modules call for their products: with weights
 and inputs of one dtype they are the plain torch ops (the exact path is
@@ -25,7 +27,7 @@ unchanged); with bfloat16 weights they cast the input to bfloat16 and the
 product back to float32.
 """
 import warnings
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -181,6 +183,44 @@ def _column_major(w: Tensor) -> Tensor:
     -> 9.2 ms for 256 rows); float32 products are fastest row-major, so every
     other precision stores the weights contiguous."""
     return w.transpose(-1, -2).contiguous().transpose(-1, -2)
+
+
+def int8_state(module: nn.Module) -> Dict[str, Tensor]:
+    """The int8 form of a module's int8 weights, to save one whose float32 values were freed:
+    per weight ``NAME.int8`` (``(k, out, in)`` int8 values, ``k`` stacked directions, 1 for
+    a plain matrix) and ``NAME.int8_scale`` (``(k, out)`` float64 per-channel scales)."""
+    out = {}
+    for name, p in module.named_parameters():
+        packs = getattr(p, INT8, None)
+        if packs is None:
+            continue
+        weights = [torch.ops.quantized.linear_unpack(q)[0] for q in packs]
+        out[f"{name}.int8"] = torch.stack([w.int_repr() for w in weights])
+        out[f"{name}.int8_scale"] = torch.stack([w.q_per_channel_scales().double() for w in weights])
+    return out
+
+
+def load_int8_state(module: nn.Module, state: Dict[str, Tensor]) -> None:
+    """Pack ``module``'s int8 weights from :func:`int8_state`'s tensors and free their float32
+    values (``keep_float=False``): the products are those of the saved module, bit for bit."""
+    params = dict(module.named_parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for p in int8_weights(module):
+            name = next(n for n, q in params.items() if q is p)
+            values, scales = state[f"{name}.int8"], state[f"{name}.int8_scale"]
+            stacked = p.dim() == 3
+            expected = (p.shape[0], p.shape[2], p.shape[1]) if stacked else (1, p.shape[1], p.shape[0])
+            if tuple(values.shape) != expected or tuple(scales.shape) != expected[:2]:
+                raise ValueError(f"int8 weights of {name}: shape {tuple(values.shape)}, expected {expected}")
+            packed = []
+            for v, sc in zip(values, scales):
+                zeros = torch.zeros(v.shape[0], dtype=torch.long)
+                q = torch._make_per_channel_quantized_tensor(v.to(torch.int8).contiguous(), sc.double(), zeros, 0)
+                packed.append(torch.ops.quantized.linear_prepack(q, None))
+            setattr(p, INT8, packed)
+            p.data = p.data.new_empty(0)
+    setattr(module, FLOAT_FREED, True)
 
 
 def check_float_kept(module: nn.Module, action: str) -> None:

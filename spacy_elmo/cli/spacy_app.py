@@ -13,7 +13,7 @@ from spacy.cli._util import app
 
 from . import COMMANDS, main
 
-elmo_cli = typer.Typer(name="elmo", help="ELMo for spaCy: embed, init-pipeline, pretrain, plot-metrics, models", no_args_is_help=True)
+elmo_cli = typer.Typer(name="elmo", help="ELMo for spaCy: embed, init-pipeline, quantize, pretrain, plot-metrics, models", no_args_is_help=True)
 app.add_typer(elmo_cli)
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}

@@ -30,7 +30,7 @@ from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from thinc.types import Floats3d
 
 from ..bilm import BiLM, batch_to_ids
-from ..bilm.precision import check_precision
+from ..bilm.precision import FLOAT_FREED, check_precision, int8_state, int8_weights, load_int8_state
 from ..errors import Errors
 from .bilm_shim import FINE_TUNE, BiLMShim
 from .feature_cache import FeatureCache
@@ -164,7 +164,13 @@ def sync_bilm(model: Model) -> None:
     bilm = get_torch_bilm(model)
     if not isinstance(bilm, BiLM):
         return
-    bilm.set_precision(model.attrs.get("precision", "fp32"))
+    precision = model.attrs.get("precision", "fp32")
+    if getattr(bilm, FLOAT_FREED, False):  # an int8-only biLM (spacy_elmo quantize) runs in int8 only
+        if precision != "int8":
+            raise ValueError(Errors.E082.format(what=f"run with precision {precision!r}"))
+        bilm.set_precision("int8", keep_float=False)
+    else:
+        bilm.set_precision(precision)
     size = model.attrs.get("token_cache_mb", 0.0) if model.attrs["fine_tune"] != "all" else 0.0
     cache = bilm.token_cache
     if size and (cache is None or cache.max_bytes != int(size * 2**20)):
@@ -229,12 +235,20 @@ def convert_outputs(model: Model, X_Ytorch: Tuple[InT, Any], is_train: bool) -> 
 
 
 def serialize_bilm(module: torch.nn.Module) -> bytes:
-    """Options and tensors of the biLM (empty before weights are attached)."""
+    """Options and tensors of the biLM (empty before weights are attached). A biLM
+    whose int8 weights' float32 values were freed (``spacy_elmo quantize``) saves
+    those weights in int8 (values and per-channel scales): a quarter of the bytes."""
     if not isinstance(module, BiLM):
         return b""
     buffer = BytesIO()
-    state = {name: tensor.detach().cpu() for name, tensor in module.state_dict().items()}
-    torch.save({**module.spec(), "state": state}, buffer)
+    if getattr(module, FLOAT_FREED, False):
+        freed = {name for name, p in module.named_parameters() if any(p is q for q in int8_weights(module))}
+        # the plain state dict (BiLM.state_dict refuses a module without its float32 weights), less those
+        state = {name: t.detach().cpu() for name, t in torch.nn.Module.state_dict(module).items() if name not in freed}
+        torch.save({**module.spec(), "state": state, "int8": int8_state(module)}, buffer)
+    else:
+        state = {name: tensor.detach().cpu() for name, tensor in module.state_dict().items()}
+        torch.save({**module.spec(), "state": state}, buffer)
     return buffer.getvalue()
 
 
@@ -242,8 +256,17 @@ def deserialize_bilm(module: torch.nn.Module, data: bytes, device: torch.device)
     """Rebuild the biLM from :func:`serialize_bilm`'s bytes; never unpickles code."""
     if not data:
         return module
-    saved = torch.load(BytesIO(data), map_location=device, weights_only=True)
+    saved = torch.load(BytesIO(data), map_location="cpu", weights_only=True)
     bilm = BiLM.from_spec(saved, source="<serialized pipeline>")
+    if "int8" in saved:  # int8 only: runs on the CPU, as it was saved
+        if torch.device(device).type != "cpu":
+            raise ValueError(Errors.E082.format(what=f"run on {device}"))
+        missing, unexpected = bilm.load_state_dict(saved["state"], strict=False)
+        expected = {name for name, p in bilm.named_parameters() if any(p is q for q in int8_weights(bilm))}
+        if set(missing) != expected or unexpected:
+            raise ValueError(f"Corrupt int8 biLM in the pipeline: missing {sorted(set(missing) ^ expected)}, unexpected {unexpected}")
+        load_int8_state(bilm, saved["int8"])
+        return bilm.requires_grad_(False).eval()
     bilm.load_state_dict(saved["state"])
     # frozen until the layer's "trainable" attribute says otherwise (see set_trainable)
     return bilm.to(device).requires_grad_(False).eval()
