@@ -12,9 +12,13 @@ representation (any tok2vec, e.g. spaCy's hash embeddings + CNN)::
     combine = "residual":  tok2vec + Linear(width, zero-initialised)(ELMo)
     combine = "maxout":    [ELMo | tok2vec] -> Maxout(width)    (= ElmoWithTok2Vec.v1)
     combine = "concat":    [ELMo | tok2vec]                     (no bottleneck)
+    combine = "input":     encode(embed + Linear(zero-initialised)(ELMo))  (tok2vec = embed >> encode)
 
-``"residual"`` starts as exactly the baseline (the projection of ELMo starts
-at zero), so training can only add what ELMo brings.
+``"residual"`` and ``"input"`` start as exactly the baseline (the projection
+of ELMo starts at zero), so training can only add what ELMo brings;
+``"input"`` adds ELMo before the tok2vec's context encoder (the CNN), as the
+ELMo paper adds it at the input of the task model, so the encoder composes it
+with the neighbouring tokens.
 
 The biLM weights are not part of the config: they are attached at
 ``initialize`` (:func:`attach_bilm`) and saved inside the pipeline.
@@ -220,7 +224,7 @@ def elmo_with_tok2vec_v1(elmo: Model[InT, OutT], tok2vec: Model[InT, OutT], widt
     return model
 
 
-COMBINES = ("residual", "maxout", "concat")
+COMBINES = ("residual", "maxout", "concat", "input")
 
 
 def elmo_with_tok2vec_v2(
@@ -238,7 +242,11 @@ def elmo_with_tok2vec_v2(
         added only as far as training finds it useful (``tok2vec`` must be
         ``width`` wide); ``"maxout"``: the two concatenated, then a
         layer-normalised maxout to ``width`` (ElmoWithTok2Vec.v1); ``"concat"``:
-        the two concatenated, no bottleneck (``width`` must be the sum of both).
+        the two concatenated, no bottleneck (``width`` must be the sum of both);
+        ``"input"``: ``encode(embed(docs) + Linear(ELMo))``, ELMo added (through
+        a zero-initialised projection) to the tok2vec's context-independent
+        embeddings, before its context encoder (``tok2vec`` must be built as
+        ``embed >> encode`` with those refs, as ``spacy.Tok2Vec.v2`` is).
     """
     if not isinstance(width, int) or isinstance(width, bool) or width < 1:
         raise ValueError(Errors.E047.format(what="width", value=width, why="it must be a positive integer"))
@@ -259,6 +267,22 @@ def elmo_with_tok2vec_v2(
             attrs={"combine": combine},
         )
     projection = with_array(Linear(nO=width, init_W=zero_init))
+    if combine == "input":
+        if not (tok2vec.has_ref("embed") and tok2vec.has_ref("encode")):
+            raise ValueError(
+                Errors.E047.format(
+                    what="combine", value=combine, why='it needs a tok2vec built as embed >> encode (e.g. spacy.Tok2Vec.v2); use "residual" with this one'
+                )
+            )
+        return Model(
+            "elmo_with_tok2vec",
+            forward_input,
+            init=init_input,
+            layers=[tok2vec, chain(elmo, projection)],
+            dims={"nO": width},
+            refs={"elmo": elmo, "tok2vec": tok2vec, "projection": projection},
+            attrs={"combine": combine},
+        )
     return Model(
         "elmo_with_tok2vec",
         forward_residual,
@@ -284,6 +308,22 @@ def forward_residual(model: Model[InT, OutT], docs: InT, is_train: bool) -> Tupl
     return Y, backprop
 
 
+def forward_input(model: Model[InT, OutT], docs: InT, is_train: bool) -> Tuple[OutT, Callable]:
+    tok2vec, elmo = model.layers
+    embed, encode = tok2vec.get_ref("embed"), tok2vec.get_ref("encode")
+    X_embed, bp_embed = embed(docs, is_train)
+    X_elmo, bp_elmo = elmo(docs, is_train)
+    Y, bp_encode = encode([a + b for a, b in zip(X_embed, X_elmo)], is_train)
+
+    def backprop(dY: OutT) -> InT:
+        dX = bp_encode(dY)
+        bp_embed(dX)
+        bp_elmo(dX)
+        return []
+
+    return Y, backprop
+
+
 def _init_parts(model: Model[InT, OutT], X: Optional[InT]) -> Tuple[int, int]:
     elmo, tok2vec = model.get_ref("elmo"), model.get_ref("tok2vec")
     elmo.initialize()
@@ -300,6 +340,22 @@ def init_residual(model: Model[InT, OutT], X: Optional[InT] = None, Y: Optional[
         )
     projection = model.get_ref("projection")
     projection.layers[0].set_dim("nI", n_elmo, force=True)
+    projection.set_dim("nI", n_elmo, force=True)
+    projection.initialize()
+
+
+def init_input(model: Model[InT, OutT], X: Optional[InT] = None, Y: Optional[OutT] = None) -> None:
+    n_elmo, n_tok2vec = _init_parts(model, X)
+    width = model.get_dim("nO")
+    n_embed = model.get_ref("tok2vec").get_ref("embed").get_dim("nO")
+    if n_tok2vec != width:
+        raise ValueError(
+            Errors.E047.format(what="width", value=width, why=f'combine = "input" gives the tok2vec\'s output, which is {n_tok2vec} wide: set width = {n_tok2vec}')
+        )
+    projection = model.get_ref("projection")
+    projection.layers[0].set_dim("nO", n_embed, force=True)
+    projection.layers[0].set_dim("nI", n_elmo, force=True)
+    projection.set_dim("nO", n_embed, force=True)
     projection.set_dim("nI", n_elmo, force=True)
     projection.initialize()
 

@@ -18,8 +18,9 @@ def _nlp(source, combine="residual", width=24, **elmo):
     return nlp
 
 
-def test_residual_starts_as_exactly_the_tok2vec(reference_source):
-    nlp = _nlp(reference_source)
+@pytest.mark.parametrize("combine", ["residual", "input"])
+def test_residual_starts_as_exactly_the_tok2vec(reference_source, combine):
+    nlp = _nlp(reference_source, combine=combine)
     nlp.initialize()
     pipe = nlp.get_pipe("elmo")
     docs = list(nlp.pipe(TEXTS))
@@ -29,10 +30,11 @@ def test_residual_starts_as_exactly_the_tok2vec(reference_source):
         np.testing.assert_array_equal(doc.tensor, b)
 
 
-def test_residual_learns_to_use_elmo(reference_source):
+@pytest.mark.parametrize("combine", ["residual", "input"])
+def test_residual_learns_to_use_elmo(reference_source, combine):
     from spacy.training import Example
 
-    nlp = _nlp(reference_source, dropout=0.5)
+    nlp = _nlp(reference_source, combine=combine, dropout=0.5)
     nlp.add_pipe("tagger", config={"model": {"@architectures": "spacy.Tagger.v2", "tok2vec": {
         "@architectures": "spacy.Tok2VecListener.v1", "width": 24, "upstream": "elmo"}}})
     words = "The cat sat on the mat .".split()
@@ -43,6 +45,9 @@ def test_residual_learns_to_use_elmo(reference_source):
     for _ in range(3):
         nlp.update(examples, sgd=optimizer)
     assert projection.layers[0].get_param("W").any()
+    docs = list(nlp.pipe(TEXTS))
+    base = nlp.get_pipe("elmo").model.get_ref("tok2vec").predict(docs)
+    assert any(len(doc) and not np.allclose(doc.tensor, b) for doc, b in zip(docs, base))
 
 
 def test_concat_and_maxout_widths(reference_source):
@@ -54,7 +59,33 @@ def test_concat_and_maxout_widths(reference_source):
     assert maxout("The cat .").tensor.shape == (3, 40)
 
 
-@pytest.mark.parametrize("combine, width, expected", [("residual", 30, "width = 24"), ("concat", 50, "width = 56")])
+def test_input_adds_elmo_before_the_encoder(reference_source):
+    """combine = "input": the encoder reads embed + projection(ELMo), the projection as wide as the embeddings."""
+    nlp = _nlp(reference_source, combine="input")
+    nlp.initialize()
+    model = nlp.get_pipe("elmo").model
+    projection, tok2vec = model.get_ref("projection"), model.get_ref("tok2vec")
+    projection.layers[0].set_param("W", model.ops.xp.ones_like(projection.layers[0].get_param("W")) * 0.01)
+    docs = [nlp.make_doc(text) for text in TEXTS]
+    expected = tok2vec.get_ref("encode").predict(
+        [e + p for e, p in zip(tok2vec.get_ref("embed").predict(docs), model.layers[1].predict(docs))]
+    )
+    for got, want in zip(model.predict(docs), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_input_needs_a_tok2vec_with_embed_and_encode(reference_source):
+    nlp = spacy.blank("en")
+    model = {
+        "@architectures": "spacy-elmo.ElmoWithTok2Vec.v2", "width": 24, "combine": "input",
+        "elmo": {"@architectures": "spacy-elmo.ElmoTok2Vec.v2"},
+        "tok2vec": {"@architectures": "spacy-elmo.ElmoTok2Vec.v2", "width": 24, "project": True},
+    }
+    with pytest.raises(ValueError, match="embed >> encode"):
+        nlp.add_pipe("elmo", config={"source": reference_source, "model": model})
+
+
+@pytest.mark.parametrize("combine, width, expected", [("residual", 30, "width = 24"), ("concat", 50, "width = 56"), ("input", 30, "width = 24")])
 def test_wrong_widths_name_the_fix(reference_source, combine, width, expected):
     nlp = _nlp(reference_source, combine=combine, width=width)
     with pytest.raises(ValueError, match=expected):
