@@ -15,7 +15,7 @@ from ..errors import Errors
 from .chars import batch_to_ids, sentence_boundary_ids
 from .config import BiLMConfig
 from .lstm import LSTMState, StackedBiLSTM
-from .precision import FLOAT_FREED, apply_precision, check_float_kept, check_precision, precision_of, repack_int8
+from .precision import FLOAT_FREED, apply_precision, check_float_kept, check_precision, drop_onednn, precision_of, repack_int8
 from .precision import check_device as check_precision_device
 from .token_cache import TokenCache, unique_rows
 from .token_encoder import TokenEncoder
@@ -148,6 +148,10 @@ class BiLM(nn.Module):
         out = super()._apply(fn, *args, **kwargs)
         repack_int8(self)  # int8 weights are packed from the float ones: pack the moved ones
         return out
+
+    def __getstate__(self):  # pickling (spawned workers, copy.deepcopy): without the oneDNN packs
+        drop_onednn(self)
+        return super().__getstate__()
 
     def state_dict(self, *args, **kwargs):
         check_float_kept(self, "save it (state_dict)")

@@ -27,7 +27,7 @@ unchanged); with bfloat16 weights they cast the input to bfloat16 and the
 product back to float32.
 """
 import warnings
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -94,10 +94,25 @@ def _int8(x: Tensor, packed: List) -> Tensor:
     return torch.stack([torch.ops.quantized.linear_dynamic(x[d].contiguous(), p) for d, p in enumerate(packed)])
 
 
+def onednn_applies(x: Tensor, w: Tensor) -> bool:
+    """A float32 product on the CPU, without autograd, of a weight that is a module's own
+    parameter (its packed form is cached on it), where :func:`onednn_fp32` is on."""
+    return (
+        isinstance(w, nn.Parameter)
+        and x.dtype == torch.float32
+        and w.dtype == torch.float32
+        and x.device.type == "cpu"
+        and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))
+        and onednn_fp32()
+    )
+
+
 def mm(x: Tensor, w: Tensor) -> Tensor:
     packed = getattr(w, INT8, None)
     if packed is not None:
         return _int8(x, packed)
+    if w.dim() == 2 and onednn_applies(x, w):
+        return onednn_linear(x.contiguous(), onednn_packed(w)[0])
     return torch.mm(x, w) if x.dtype == w.dtype else torch.mm(x.to(w.dtype), w).float()
 
 
@@ -109,6 +124,8 @@ def bmm(x: Tensor, w: Tensor) -> Tensor:
 
 
 def addmm(b: Tensor, x: Tensor, w: Tensor) -> Tensor:
+    if w.dim() == 2 and b.dtype == torch.float32 and not hasattr(w, INT8) and onednn_applies(x, w):
+        return onednn_linear(x.contiguous(), onednn_packed(w)[0], b)
     if x.dtype == w.dtype and not hasattr(w, INT8):
         return torch.addmm(b, x, w)
     return mm(x, w) + b
@@ -118,6 +135,59 @@ def baddbmm(b: Tensor, x: Tensor, w: Tensor) -> Tensor:
     if x.dtype == w.dtype and not hasattr(w, INT8):
         return torch.baddbmm(b, x, w)
     return bmm(x, w) + b
+
+
+# The attribute of a float32 weight that holds its oneDNN-packed form (see onednn_linear)
+ONEDNN = "_onednn_packed"
+_ONEDNN_CHOICE: Dict[str, bool] = {}
+
+
+def onednn_fp32() -> bool:
+    """Whether the float32 inference loop runs its products through oneDNN with packed weights.
+
+    ``SPACY_ELMO_ONEDNN=1`` / ``0`` forces it on / off; by default it is on
+    where torch reports AVX512 (here a 2-core AMD EPYC: oneDNN's fp32 products
+    ran 2-4x torch's default BLAS, 325-496 against 99-216 GFLOP/s on the LSTM's
+    shapes; ``benchmarks/bench_bilm.py --gemm`` prints both) and off elsewhere
+    (AVX2 CPUs: not measured to pay). The products differ from the default
+    BLAS's in summation order only (a few float32 ulps; tested against the
+    exact loop). Costs a second, packed copy of the LSTM's weights.
+    """
+    import os
+
+    setting = os.environ.get("SPACY_ELMO_ONEDNN", "auto")
+    if setting not in _ONEDNN_CHOICE:
+        available = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        if setting == "auto":
+            available = available and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+        _ONEDNN_CHOICE[setting] = bool(available) and setting != "0"
+    return _ONEDNN_CHOICE[setting]
+
+
+def onednn_packed(w: Tensor) -> List[Tensor]:
+    """oneDNN-packed forms of ``w`` (``(in, out)`` or stacked ``(k, in, out)``), one per
+    stacked matrix, cached on ``w`` and packed again whenever ``w`` changed (its
+    storage or its in-place version counter). Dropped before pickling (:func:`drop_onednn`)."""
+    key = (w.data_ptr(), w._version, tuple(w.shape))
+    cached = getattr(w, ONEDNN, None)
+    if cached is None or cached[0] != key:
+        stack = w.detach().reshape(-1, w.shape[-2], w.shape[-1])
+        packs = [torch.ops.mkldnn._reorder_linear_weight(m.t().contiguous(), None) for m in stack]
+        setattr(w, ONEDNN, (key, packs))
+        return packs
+    return cached[1]
+
+
+def drop_onednn(module: nn.Module) -> None:
+    """Forget the packed oneDNN copies of ``module``'s weights (opaque tensors, which cannot be pickled)."""
+    for p in module.parameters():
+        if hasattr(p, ONEDNN):
+            delattr(p, ONEDNN)
+
+
+def onednn_linear(x: Tensor, packed: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """``x @ W (+ bias)`` through a oneDNN-packed ``W`` (:func:`onednn_packed`): ``(n, in)`` -> ``(n, out)``."""
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
 def int8_weights(module: nn.Module) -> List[nn.Parameter]:
@@ -141,9 +211,11 @@ def _pack(w: Tensor) -> List:
 
 
 def _drop_int8(module: nn.Module) -> None:
+    """Forget the packed forms (int8, and oneDNN float32) of ``module``'s weights."""
     for p in module.parameters():
-        if hasattr(p, INT8):
-            delattr(p, INT8)
+        for attr in (INT8, ONEDNN):
+            if hasattr(p, attr):
+                delattr(p, attr)
 
 
 def weight_matrices(module: nn.Module):
