@@ -267,26 +267,17 @@ def elmo_with_tok2vec_v2(
             attrs={"combine": combine},
         )
     projection = with_array(Linear(nO=width, init_W=zero_init))
-    if combine == "input":
-        if not (tok2vec.has_ref("embed") and tok2vec.has_ref("encode")):
-            raise ValueError(
-                Errors.E047.format(
-                    what="combine", value=combine, why='it needs a tok2vec built as embed >> encode (e.g. spacy.Tok2Vec.v2); use "residual" with this one'
-                )
+    if combine == "input" and not (tok2vec.has_ref("embed") and tok2vec.has_ref("encode")):
+        raise ValueError(
+            Errors.E047.format(
+                what="combine", value=combine, why='it needs a tok2vec built as embed >> encode (e.g. spacy.Tok2Vec.v2); use "residual" with this one'
             )
-        return Model(
-            "elmo_with_tok2vec",
-            forward_input,
-            init=init_input,
-            layers=[tok2vec, chain(elmo, projection)],
-            dims={"nO": width},
-            refs={"elmo": elmo, "tok2vec": tok2vec, "projection": projection},
-            attrs={"combine": combine},
         )
+    forward_fn, init_fn = (forward_input, init_input) if combine == "input" else (forward_residual, init_residual)
     return Model(
         "elmo_with_tok2vec",
-        forward_residual,
-        init=init_residual,
+        forward_fn,
+        init=init_fn,
         layers=[tok2vec, chain(elmo, projection)],
         dims={"nO": width},
         refs={"elmo": elmo, "tok2vec": tok2vec, "projection": projection},
