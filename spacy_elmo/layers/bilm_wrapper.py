@@ -264,7 +264,10 @@ def deserialize_bilm(module: torch.nn.Module, data: bytes, device: torch.device)
         missing, unexpected = bilm.load_state_dict(saved["state"], strict=False)
         expected = {name for name, p in bilm.named_parameters() if any(p is q for q in int8_weights(bilm))}
         if set(missing) != expected or unexpected:
-            raise ValueError(f"Corrupt int8 biLM in the pipeline: missing {sorted(set(missing) ^ expected)}, unexpected {unexpected}")
+            raise ValueError(
+                f"The pipeline's int8 biLM is corrupt (missing {sorted(set(missing) ^ expected)}, unexpected {unexpected}): "
+                "quantize the pipeline it came from again (python -m spacy_elmo quantize INPUT OUTPUT)."
+            )
         load_int8_state(bilm, saved["int8"])
         return bilm.requires_grad_(False).eval()
     bilm.load_state_dict(saved["state"])
