@@ -255,11 +255,7 @@ class StackedBiLSTM(nn.Module):
                 if cfg.proj_clip is not None:
                     h_t.clamp_(-cfg.proj_clip, cfg.proj_clip)
                 out[:, t, :n] = h_t
-        # Each row's final h is its output at its last live step.
-        for t, n in enumerate(counts):
-            n_next = counts[t + 1] if t + 1 < len(counts) else 0
-            if n_next < n:
-                h[:, n_next:n] = out[:, t, n_next:n]
+        _copy_final_h(out, h, counts)
         return out, h, c
 
     def _run_layer_inference_onednn(
@@ -298,10 +294,7 @@ class StackedBiLSTM(nn.Module):
                         h_t.clamp_(-cfg.proj_clip, cfg.proj_clip)
                     out[d, t, :n] = h_t
                 offset += n
-        for t, n in enumerate(counts):
-            n_next = counts[t + 1] if t + 1 < len(counts) else 0
-            if n_next < n:
-                h[:, n_next:n] = out[:, t, n_next:n]
+        _copy_final_h(out, h, counts)
         return out, h, c
 
     def _run_layer_packed(
@@ -554,6 +547,14 @@ def _fast_inference_applies(x: Tensor) -> bool:
 
 def _needs_grad(layer: nn.Module, x: Tensor) -> bool:
     return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters()))
+
+
+def _copy_final_h(out: Tensor, h: Tensor, counts: List[int]) -> None:
+    """Each row's final ``h`` is its output at its last live step: copy it into ``h`` ``(2, batch, P)``."""
+    for t, n in enumerate(counts):
+        n_next = counts[t + 1] if t + 1 < len(counts) else 0
+        if n_next < n:
+            h[:, n_next:n] = out[:, t, n_next:n]
 
 
 def _live_rows(x: Tensor, counts: List[int]) -> Tensor:

@@ -45,6 +45,7 @@ def quantize_pipeline(input_path: Path, output_path: Path) -> Dict[str, int]:
     from ..bilm import BiLM
     from ..bilm.precision import INT8, int8_weights
     from ..errors import Errors
+    from ..layers.bilm_wrapper import get_torch_bilm
 
     if not (input_path / "config.cfg").exists():
         raise ValueError(f"{input_path} is not a saved spaCy pipeline (no config.cfg): give the folder nlp.to_disk() wrote.")
@@ -62,10 +63,8 @@ def quantize_pipeline(input_path: Path, output_path: Path) -> Dict[str, int]:
     nlp = spacy.load(input_path, config=overrides)
     before = after = 0
     for _, pipe in nlp.components:
-        for node in getattr(pipe, "model", None).walk() if hasattr(pipe, "model") else []:
-            if node.name != "elmo_bilm":
-                continue
-            bilm = node.layers[0].shims[0]._model
+        nodes = pipe.model.walk() if hasattr(pipe, "model") else []
+        for bilm in (get_torch_bilm(node) for node in nodes if node.name == "elmo_bilm"):
             if not isinstance(bilm, BiLM):
                 continue
             before += sum(p.numel() * 4 for p in int8_weights(bilm))
