@@ -92,8 +92,8 @@ def main() -> None:
                 best = min(best, time.perf_counter() - start)
             print(f"GEMM {n}x{n} {str(dtype).split('.')[-1]:9s} {2 * n ** 3 / best / 1e9:7.1f} GFLOP/s")
         if args.device == "cpu" and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
-            # the rate of oneDNN's packed float32 product (what the inference loop uses where onednn_fp32() is on)
-            from spacy_elmo.bilm.precision import onednn_fp32, onednn_linear
+            # the rate of oneDNN's packed float32 product (what the inference loop uses where use_onednn() is on)
+            from spacy_elmo.bilm.precision import use_onednn, onednn_linear
 
             a = torch.randn(2048, 2048)
             packed = torch.ops.mkldnn._reorder_linear_weight(a, None)
@@ -102,7 +102,7 @@ def main() -> None:
                 start = time.perf_counter()
                 onednn_linear(a, packed)
                 best = min(best, time.perf_counter() - start)
-            print(f"GEMM 2048x2048 float32, oneDNN packed {2 * 2048 ** 3 / best / 1e9:7.1f} GFLOP/s (used: {onednn_fp32()})")
+            print(f"GEMM 2048x2048 float32, oneDNN packed {2 * 2048 ** 3 / best / 1e9:7.1f} GFLOP/s (used: {use_onednn()})")
     torch.manual_seed(0)
     if args.source:
         from spacy_elmo.loaders import load_source

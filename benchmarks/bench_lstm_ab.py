@@ -2,7 +2,7 @@
 
     git worktree add /tmp/before HEAD~1
     python benchmarks/bench_lstm_ab.py /tmp/before assets/bilm-cpu-3h corpus/test.spacy [--reps 8]
-    python benchmarks/bench_lstm_ab.py /tmp/before original corpus/test.spacy --sentences 300
+    python benchmarks/bench_lstm_ab.py /tmp/before original corpus/test.spacy --sentences 300 [--precision int8]
 
 This machine's speed drifts by up to +-30% between runs, more than many
 changes are worth; two loops timed in turns in one process on the same inputs
@@ -27,6 +27,7 @@ from spacy.tokens import DocBin
 
 from spacy_elmo.bilm import BiLM
 from spacy_elmo.bilm import lstm as this_lstm
+from spacy_elmo.bilm.precision import PRECISIONS, apply_precision
 from spacy_elmo.layers.spans import sent_or_window_spans_v2
 from spacy_elmo.layers.with_spans import batches_by_length
 from spacy_elmo.loaders import load_source
@@ -54,6 +55,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=0, help="only the first N sentences (0: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-batch-items", type=int, default=4096)
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="the biLM's inference precision (both loops)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     before = other_lstm(args.other)
@@ -67,6 +69,7 @@ def main() -> None:
         bilm = BiLM(make_config(args.source)).eval()
     else:
         bilm = load_source(args.source).eval()
+    apply_precision(bilm, args.precision)
     inputs = []
     with torch.no_grad():
         for group in groups:
@@ -79,7 +82,7 @@ def main() -> None:
         "after": types.MethodType(this_lstm.StackedBiLSTM._run_layer_inference, lstm),
     }
     print(f"{args.docs}: {len(texts):,} sentences, {sum(map(len, texts)):,} tokens, {len(groups)} batches; "
-          f"before = {args.other}, after = this checkout; threads {args.threads}")
+          f"before = {args.other}, after = this checkout; threads {args.threads}, precision {args.precision}")
     seconds = {name: [] for name in loops}
     outputs = {}
     with torch.no_grad():

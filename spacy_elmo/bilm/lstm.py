@@ -28,9 +28,11 @@ How it is made fast:
   the four gate blocks (``tanh`` through ``sigmoid``), state updated in place,
   within 1e-6 of the op-for-op loop (:meth:`StackedBiLSTM._cell`, kept for
   autograd through int8 / bf16 / autocast, and for inference under autocast);
-* float32 inference where oneDNN pays (AVX512 CPUs, :func:`~.precision.onednn_fp32`):
-  the same loop with oneDNN products on packed weights, one direction at a
-  time (:meth:`StackedBiLSTM._run_layer_inference_onednn`), 2x the default BLAS;
+* inference with packed weights (:meth:`StackedBiLSTM._run_layer_inference_direct`):
+  the same loop, one direction at a time, one packed product each
+  (:func:`~.precision.layer_products`): int8 always (its products bit for bit,
+  without the stacked copies: 1.3x), float32 and bf16 through oneDNN where it
+  pays (AVX512 CPUs, :func:`~.precision.use_onednn`; float32 2x the default BLAS);
 * training (:class:`_Recurrence`): the step loop is one autograd node with its
   backward written out, the weights' gradients one product each over all steps;
   under bf16 autocast (pretraining's ``training.precision = "bf16"``) the same
@@ -44,7 +46,7 @@ from torch import Tensor, nn
 
 from .config import BiLMConfig
 from .dropout import dropout as lm_dropout
-from .precision import INT8, baddbmm, bmm, onednn_fp32, onednn_linear, onednn_packed
+from .precision import INT8, LayerProducts, baddbmm, bmm, layer_products
 from ..errors import Errors
 
 # The inference loop computes the input products of a few steps at a
@@ -190,9 +192,11 @@ class StackedBiLSTM(nn.Module):
     ) -> Tuple[Tensor, Tensor, Tensor]:
         """The inference loop with fewer passes over the gates (within 1e-6 of :meth:`_cell`).
 
-        Float32 weights run their products into reused buffers; int8 and bf16
-        weights (:mod:`.precision`) run theirs through the precision's products
-        and share the rest of the loop.
+        Weights with packed products (int8; float32 and bf16 where oneDNN is on:
+        :func:`~.precision.layer_products`) take :meth:`_run_layer_inference_direct`.
+        Otherwise float32 weights run their products into reused buffers, and
+        bf16 ones (a GPU, or oneDNN off) through the precision's batched products,
+        with the rest of the loop shared.
 
         * the input products (bias included) a few steps at a time into one
           reused buffer (:data:`INPUT_CHUNK_ROWS`); each step's recurrent
@@ -216,8 +220,9 @@ class StackedBiLSTM(nn.Module):
         x_live = _live_rows(x, counts)  # (2, N, in)
         bias, w_input, w_hidden, w_proj = layer.gate_bias(), layer.w_input, layer.w_hidden, layer.w_proj
         exact = _float32_fast_path_applies(layer, x)
-        if exact and x.device.type == "cpu" and onednn_fp32():
-            return self._run_layer_inference_onednn(layer, x_live, counts, out, h, c)
+        products = layer_products(w_input, w_hidden, w_proj, bias, x) if x.dtype == torch.float32 else None
+        if products is not None:
+            return self._run_layer_inference_direct(products, x_live, counts, out, h, c)
         chunks = _step_chunks(counts, INPUT_CHUNK_ROWS)
         input_buffer = x.new_empty(2 * max(rows for _, _, rows in chunks) * 4 * C) if exact else None
         gate_buffer = x.new_empty(2 * batch * 4 * C) if exact else None
@@ -258,28 +263,27 @@ class StackedBiLSTM(nn.Module):
         _copy_final_h(out, h, counts)
         return out, h, c
 
-    def _run_layer_inference_onednn(
-        self, layer: BiLSTMLayer, x_live: Tensor, counts: List[int], out: Tensor, h: Tensor, c: Tensor
+    def _run_layer_inference_direct(
+        self, products: "LayerProducts", x_live: Tensor, counts: List[int], out: Tensor, h: Tensor, c: Tensor
     ) -> Tuple[Tensor, Tensor, Tensor]:
-        """:meth:`_run_layer_inference`'s float32 loop with oneDNN products on packed weights
-        (:func:`~.precision.onednn_fp32`), one direction after the other within each step (a
-        packed product takes one matrix). The same element-wise steps; the products differ
-        from the default BLAS's in summation order only."""
+        """:meth:`_run_layer_inference`'s loop with one product per direction on packed weights
+        (:func:`~.precision.layer_products`: oneDNN float32 or bfloat16, or int8), one direction
+        after the other within each step (a packed product takes one matrix; no stacked
+        copies). The same element-wise steps on float32 gates and state; float32 products
+        differ from the default BLAS's in summation order only, int8 ones are those of the
+        stacked loop bit for bit."""
         cfg = self.config
         C = cfg.lstm_dim
-        bias = layer.gate_bias()  # (2, 1, 4C)
-        w_input, w_hidden, w_proj = (onednn_packed(w) for w in (layer.w_input, layer.w_hidden, layer.w_proj))
-        biases = [bias[d, 0].contiguous() for d in range(2)]
         row = 0
         for first, last, rows in _step_chunks(counts, INPUT_CHUNK_ROWS):
-            xp = [onednn_linear(x_live[d, row : row + rows], w_input[d], biases[d]) for d in range(2)]  # (rows, 4C)
+            xp = [products.input(d, x_live[d, row : row + rows]) for d in range(2)]  # (rows, 4C), bias included
             row += rows
             offset = 0
             for t in range(first, last):
                 n = counts[t]
                 for d in range(2):
                     h_prev = h[d, :n] if t == 0 else out[d, t - 1, :n]  # rows < n were all live at t - 1
-                    gates = onednn_linear(h_prev, w_hidden[d]).add_(xp[d][offset : offset + n])  # (n, 4C)
+                    gates = products.gates(d, h_prev, xp[d][offset : offset + n])  # (n, 4C) float32
                     gates[:, C : 2 * C].mul_(2.0)
                     gates.sigmoid_()
                     i, j2, f, o = gates.split(C, dim=-1)  # j2 = sigmoid(2 j): tanh(j) = 2 * j2 - 1
@@ -289,7 +293,7 @@ class StackedBiLSTM(nn.Module):
                         c_t.clamp_(-cfg.cell_clip, cfg.cell_clip)
                     m = torch.mul(c_t, 2.0)
                     m.sigmoid_().sub_(0.5).mul_(o)
-                    h_t = onednn_linear(m, w_proj[d]).mul_(2.0)  # (n, P)
+                    h_t = products.proj(d, m).mul_(2.0)  # (n, P)
                     if cfg.proj_clip is not None:
                         h_t.clamp_(-cfg.proj_clip, cfg.proj_clip)
                     out[d, t, :n] = h_t

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from spacy_elmo.bilm import BiLM, batch_to_ids
-from spacy_elmo.bilm.precision import ONEDNN, onednn_fp32
+from spacy_elmo.bilm.precision import ONEDNN, use_onednn
 
 ROUNDING = dict(atol=1e-6, rtol=1e-5)
 
@@ -24,7 +24,7 @@ def sentences(reference_sentences):
 
 def _layers(bilm, sentences, onednn, monkeypatch):
     monkeypatch.setenv("SPACY_ELMO_ONEDNN", "1" if onednn else "0")
-    assert onednn_fp32() is onednn
+    assert use_onednn() is onednn
     with torch.inference_mode():
         out = bilm(batch_to_ids(sentences), return_state=True)
     return out.layers, out.state
@@ -85,3 +85,66 @@ def test_training_does_not_take_the_onednn_path(reference_bilm, sentences, monke
     out.sum().backward()
     assert all(p.grad is not None for p in bilm.lstm.parameters() if p.requires_grad)
     assert not any(hasattr(p, ONEDNN) for p in bilm.parameters())
+
+
+def _stacked_loop_layers(bilm, sentences, monkeypatch):
+    """The outputs of the stacked loop (both directions in one batched product), bypassing the direct one."""
+    from spacy_elmo.bilm import lstm
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lstm, "layer_products", lambda *args: None)
+        with torch.inference_mode():
+            out = bilm(batch_to_ids(sentences), return_state=True)
+    return out.layers, out.state
+
+
+def test_int8_direct_loop_is_the_stacked_loop_bit_for_bit(small_bilm, sentences, monkeypatch):
+    """int8: one packed product per direction gives what the stacked products gave, to the bit."""
+    from spacy_elmo.bilm.precision import apply_precision, int8_engine
+
+    if not int8_engine():
+        pytest.skip("this torch has no quantized CPU kernels")
+    bilm = apply_precision(copy.deepcopy(small_bilm), "int8")
+    stacked, stacked_state = _stacked_loop_layers(bilm, sentences, monkeypatch)
+    with torch.inference_mode():
+        direct = bilm(batch_to_ids(sentences), return_state=True)
+    assert torch.equal(direct.layers, stacked)
+    assert torch.equal(direct.state.h, stacked_state.h) and torch.equal(direct.state.c, stacked_state.c)
+
+
+def test_bf16_onednn_loop_matches_the_stacked_loop(small_bilm, sentences, monkeypatch):
+    """bf16 through oneDNN's packed products against torch's batched bf16 products: the same
+    bf16 rounding of the products (float32 accumulation in both), so they differ by a few bf16 ulps."""
+    from spacy_elmo.bilm.precision import apply_precision, bf16_is_fast
+
+    if not bf16_is_fast(torch.device("cpu")):
+        pytest.skip("this CPU has no native bfloat16 products")
+    monkeypatch.setenv("SPACY_ELMO_ONEDNN", "1")
+    bilm = apply_precision(copy.deepcopy(small_bilm), "bf16")
+    stacked, _ = _stacked_loop_layers(bilm, sentences, monkeypatch)
+    with torch.inference_mode():
+        direct = bilm(batch_to_ids(sentences)).layers
+    assert any(hasattr(p, ONEDNN) for p in bilm.lstm.parameters())
+    scale = stacked.abs().max().item()
+    assert (direct - stacked).abs().max().item() < 0.02 * scale
+    cosine = torch.nn.functional.cosine_similarity(direct.flatten(1), stacked.flatten(1), dim=1)
+    assert cosine.min().item() > 0.9999
+
+
+def test_int8_onednn_packing_gives_fbgemms_products_within_float_rounding(monkeypatch):
+    """int8 weights are packed for oneDNN's kernels where use_onednn() is on: the same
+    quantization as torch's default engine, so each product agrees to float32 rounding."""
+    from spacy_elmo.bilm.precision import _pack, int8_engine
+
+    if not int8_engine() or "onednn" not in torch.backends.quantized.supported_engines:
+        pytest.skip("this torch has no oneDNN int8 kernels")
+    torch.manual_seed(0)
+    w, x = torch.randn(64, 256), torch.randn(9, 64)
+    monkeypatch.setenv("SPACY_ELMO_ONEDNN", "1")
+    engine = torch.backends.quantized.engine
+    onednn = torch.ops.quantized.linear_dynamic(x, _pack(w)[0])
+    assert torch.backends.quantized.engine == engine  # the global setting is left as it was
+    monkeypatch.setenv("SPACY_ELMO_ONEDNN", "0")
+    default = torch.ops.quantized.linear_dynamic(x, _pack(w)[0])
+    torch.testing.assert_close(onednn, default, atol=1e-5 * default.abs().max().item(), rtol=0)
+    assert (onednn - x @ w).abs().max() < 0.02 * (x @ w).abs().max()  # and both are int8 products of x @ w
