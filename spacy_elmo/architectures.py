@@ -13,6 +13,7 @@ representation (any tok2vec, e.g. spaCy's hash embeddings + CNN)::
     combine = "maxout":    [ELMo | tok2vec] -> Maxout(width)    (= ElmoWithTok2Vec.v1)
     combine = "concat":    [ELMo | tok2vec]                     (no bottleneck)
     combine = "input":     encode(embed + Linear(zero-initialised)(ELMo))  (tok2vec = embed >> encode)
+    combine = "both":      encode(embed + Linear(ELMo)) + Linear(ELMo)     (both projections zero-initialised)
 
 ``"residual"`` and ``"input"`` start as exactly the baseline (the projection
 of ELMo starts at zero), so training can only add what ELMo brings;
@@ -224,7 +225,7 @@ def elmo_with_tok2vec_v1(elmo: Model[InT, OutT], tok2vec: Model[InT, OutT], widt
     return model
 
 
-COMBINES = ("residual", "maxout", "concat", "input")
+COMBINES = ("residual", "maxout", "concat", "input", "both")
 
 
 def elmo_with_tok2vec_v2(
@@ -246,7 +247,11 @@ def elmo_with_tok2vec_v2(
         ``"input"``: ``encode(embed(docs) + Linear(ELMo))``, ELMo added (through
         a zero-initialised projection) to the tok2vec's context-independent
         embeddings, before its context encoder (``tok2vec`` must be built as
-        ``embed >> encode`` with those refs, as ``spacy.Tok2Vec.v2`` is).
+        ``embed >> encode`` with those refs, as ``spacy.Tok2Vec.v2`` is);
+        ``"both"``: ``"input"`` and ``"residual"`` together,
+        ``encode(embed(docs) + Linear(ELMo)) + Linear(ELMo)``, two zero-initialised
+        projections of the same ELMo vectors (the encoder composes ELMo with the
+        neighbouring tokens, and the components also read it directly).
     """
     if not isinstance(width, int) or isinstance(width, bool) or width < 1:
         raise ValueError(Errors.E047.format(what="width", value=width, why="it must be a positive integer"))
@@ -267,11 +272,22 @@ def elmo_with_tok2vec_v2(
             attrs={"combine": combine},
         )
     projection = with_array(Linear(nO=width, init_W=zero_init))
-    if combine == "input" and not (tok2vec.has_ref("embed") and tok2vec.has_ref("encode")):
+    if combine in ("input", "both") and not (tok2vec.has_ref("embed") and tok2vec.has_ref("encode")):
         raise ValueError(
             Errors.E047.format(
                 what="combine", value=combine, why='it needs a tok2vec built as embed >> encode (e.g. spacy.Tok2Vec.v2); use "residual" with this one'
             )
+        )
+    if combine == "both":
+        output_projection = with_array(Linear(nO=width, init_W=zero_init))
+        return Model(
+            "elmo_with_tok2vec",
+            forward_both,
+            init=init_both,
+            layers=[tok2vec, elmo, projection, output_projection],
+            dims={"nO": width},
+            refs={"elmo": elmo, "tok2vec": tok2vec, "projection": projection, "output_projection": output_projection},
+            attrs={"combine": combine},
         )
     forward_fn, init_fn = (forward_input, init_input) if combine == "input" else (forward_residual, init_residual)
     return Model(
@@ -315,6 +331,25 @@ def forward_input(model: Model[InT, OutT], docs: InT, is_train: bool) -> Tuple[O
     return Y, backprop
 
 
+def forward_both(model: Model[InT, OutT], docs: InT, is_train: bool) -> Tuple[OutT, Callable]:
+    tok2vec, elmo, projection, output_projection = model.layers
+    embed, encode = tok2vec.get_ref("embed"), tok2vec.get_ref("encode")
+    X_embed, bp_embed = embed(docs, is_train)
+    E, bp_elmo = elmo(docs, is_train)
+    E_input, bp_input = projection(E, is_train)
+    E_output, bp_output = output_projection(E, is_train)
+    H, bp_encode = encode([a + b for a, b in zip(X_embed, E_input)], is_train)
+    Y = [a + b for a, b in zip(H, E_output)]
+
+    def backprop(dY: OutT) -> InT:
+        dX = bp_encode(dY)
+        bp_embed(dX)
+        bp_elmo([a + b for a, b in zip(bp_input(dX), bp_output(dY))])
+        return []
+
+    return Y, backprop
+
+
 def _init_parts(model: Model[InT, OutT], X: Optional[InT]) -> Tuple[int, int]:
     elmo, tok2vec = model.get_ref("elmo"), model.get_ref("tok2vec")
     elmo.initialize()
@@ -329,25 +364,31 @@ def init_residual(model: Model[InT, OutT], X: Optional[InT] = None, Y: Optional[
         raise ValueError(
             Errors.E047.format(what="width", value=width, why=f'combine = "residual" adds ELMo to the tok2vec, which is {n_tok2vec} wide: set width = {n_tok2vec}')
         )
-    projection = model.get_ref("projection")
-    projection.layers[0].set_dim("nI", n_elmo, force=True)
-    projection.set_dim("nI", n_elmo, force=True)
-    projection.initialize()
+    _shape_projection(model.get_ref("projection"), n_elmo, width)
 
 
 def init_input(model: Model[InT, OutT], X: Optional[InT] = None, Y: Optional[OutT] = None) -> None:
     n_elmo, n_tok2vec = _init_parts(model, X)
     width = model.get_dim("nO")
     n_embed = model.get_ref("tok2vec").get_ref("embed").get_dim("nO")
+    combine = model.attrs["combine"]
     if n_tok2vec != width:
         raise ValueError(
-            Errors.E047.format(what="width", value=width, why=f'combine = "input" gives the tok2vec\'s output, which is {n_tok2vec} wide: set width = {n_tok2vec}')
+            Errors.E047.format(what="width", value=width, why=f'combine = "{combine}" gives the tok2vec\'s output, which is {n_tok2vec} wide: set width = {n_tok2vec}')
         )
-    projection = model.get_ref("projection")
-    projection.layers[0].set_dim("nO", n_embed, force=True)
-    projection.layers[0].set_dim("nI", n_elmo, force=True)
-    projection.set_dim("nO", n_embed, force=True)
-    projection.set_dim("nI", n_elmo, force=True)
+    _shape_projection(model.get_ref("projection"), n_elmo, n_embed)
+    if model.has_ref("output_projection"):
+        _shape_projection(model.get_ref("output_projection"), n_elmo, width)
+
+
+init_both = init_input
+
+
+def _shape_projection(projection: Model, n_in: int, n_out: int) -> None:
+    """Set a ``with_array(Linear)`` projection's widths and initialise it (zeros)."""
+    for node in (projection.layers[0], projection):
+        node.set_dim("nO", n_out, force=True)
+        node.set_dim("nI", n_in, force=True)
     projection.initialize()
 
 

@@ -18,7 +18,7 @@ def _nlp(source, combine="residual", width=24, **elmo):
     return nlp
 
 
-@pytest.mark.parametrize("combine", ["residual", "input"])
+@pytest.mark.parametrize("combine", ["residual", "input", "both"])
 def test_residual_starts_as_exactly_the_tok2vec(reference_source, combine):
     nlp = _nlp(reference_source, combine=combine)
     nlp.initialize()
@@ -30,7 +30,7 @@ def test_residual_starts_as_exactly_the_tok2vec(reference_source, combine):
         np.testing.assert_array_equal(doc.tensor, b)
 
 
-@pytest.mark.parametrize("combine", ["residual", "input"])
+@pytest.mark.parametrize("combine", ["residual", "input", "both"])
 def test_residual_learns_to_use_elmo(reference_source, combine):
     from spacy.training import Example
 
@@ -74,6 +74,38 @@ def test_input_adds_elmo_before_the_encoder(reference_source):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
+def test_both_adds_elmo_before_and_after_the_encoder(reference_source):
+    """combine = "both": encode(embed + projection(ELMo)) + output_projection(ELMo), one ELMo run."""
+    nlp = _nlp(reference_source, combine="both")
+    nlp.initialize()
+    model = nlp.get_pipe("elmo").model
+    projection, output, tok2vec, elmo = (model.get_ref(name) for name in ("projection", "output_projection", "tok2vec", "elmo"))
+    for layer, value in ((projection, 0.01), (output, -0.02)):
+        layer.layers[0].set_param("W", model.ops.xp.ones_like(layer.layers[0].get_param("W")) * value)
+    docs = [nlp.make_doc(text) for text in TEXTS]
+    E = elmo.predict(docs)
+    encoded = tok2vec.get_ref("encode").predict([e + p for e, p in zip(tok2vec.get_ref("embed").predict(docs), projection.predict(E))])
+    for got, h, o in zip(model.predict(docs), encoded, output.predict(E)):
+        assert got.shape == h.shape == o.shape
+        np.testing.assert_allclose(got, h + o, rtol=1e-6, atol=1e-6)
+
+
+def test_both_learns_both_projections(reference_source):
+    from spacy.training import Example
+
+    nlp = _nlp(reference_source, combine="both")
+    nlp.add_pipe("tagger", config={"model": {"@architectures": "spacy.Tagger.v2", "tok2vec": {
+        "@architectures": "spacy.Tok2VecListener.v1", "width": 24, "upstream": "elmo"}}})
+    words = "The cat sat on the mat .".split()
+    examples = [Example.from_dict(nlp.make_doc(" ".join(words)), {"words": words, "tags": ["D", "N", "V", "P", "D", "N", "."]})]
+    optimizer = nlp.initialize(lambda: examples)
+    model = nlp.get_pipe("elmo").model
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    for name in ("projection", "output_projection"):
+        assert model.get_ref(name).layers[0].get_param("W").any(), name
+
+
 def test_input_needs_a_tok2vec_with_embed_and_encode(reference_source):
     nlp = spacy.blank("en")
     model = {
@@ -85,7 +117,7 @@ def test_input_needs_a_tok2vec_with_embed_and_encode(reference_source):
         nlp.add_pipe("elmo", config={"source": reference_source, "model": model})
 
 
-@pytest.mark.parametrize("combine, width, expected", [("residual", 30, "width = 24"), ("concat", 50, "width = 56"), ("input", 30, "width = 24")])
+@pytest.mark.parametrize("combine, width, expected", [("residual", 30, "width = 24"), ("concat", 50, "width = 56"), ("input", 30, "width = 24"), ("both", 30, "width = 24")])
 def test_wrong_widths_name_the_fix(reference_source, combine, width, expected):
     nlp = _nlp(reference_source, combine=combine, width=width)
     with pytest.raises(ValueError, match=expected):
