@@ -248,21 +248,36 @@ def onednn_linear(x: Tensor, packed: Tensor, bias: Optional[Tensor] = None) -> T
 
 def int8_weights(module: nn.Module) -> List[nn.Parameter]:
     """The weights ``"int8"`` quantizes: the LSTM's (not the token layer's)."""
+    return [p for _, p in named_int8_weights(module)]
+
+
+def named_int8_weights(module: nn.Module) -> List[Tuple[str, nn.Parameter]]:
     names = ("w_input", "w_hidden", "w_proj")
-    return [p for name, p in module.named_parameters() if name.rsplit(".", 1)[-1] in names and ".layers." in f".{name}"]
+    return [(name, p) for name, p in module.named_parameters() if name.rsplit(".", 1)[-1] in names and ".layers." in f".{name}"]
 
 
-def int8_prepack(q: Tensor):
-    """The packed form of a per-channel quantized ``(out, in)`` weight for ``linear_dynamic``.
+# The int8 weights packed for oneDNN's kernels where use_onednn() is on: the input products'
+# which run 256-row chunks. Dynamic int8 products, (rows x 512) @ (512 x 16,384), 2 threads,
+# AVX512 EPYC: fbgemm 1.9 / 3.5 / 23.4 ms at 160 / 256 / 512 rows, oneDNN 1.5 / 2.3 / 13.8;
+# at 1-32 rows fbgemm is faster (0.06 against 0.08 ms at one row). The recurrent products
+# (one row per live sentence) and the projections keep fbgemm's: the component (original
+# shape, 500 EWT sentences) ran 3,126-3,203 / 4,021-4,226 tok/s (pass 1 / 2) with the
+# input weights on oneDNN, 3,128-3,491 / 4,073-4,156 with the recurrent ones too, and
+# 2,836-2,860 / 3,218-3,632 with none; one 10-token sentence 11.3-11.6, 15.2-16.2 and
+# 12.4-12.6 ms.
+ONEDNN_INT8_WEIGHTS = ("w_input",)
 
-    Packed for oneDNN's int8 kernels where :func:`use_onednn` is on (AVX512 CPUs:
-    1.2-1.9x fbgemm's dynamic int8 products here, at 16-256 rows x 512 x 16,384, one
-    thread; the same quantization, results within float32 rounding of fbgemm's), for
-    torch's default engine elsewhere. A packed weight runs on the kernels it was packed
-    for whatever the engine set later.
+
+def int8_prepack(q: Tensor, name: str = ""):
+    """The packed form of a per-channel quantized ``(out, in)`` weight for ``linear_dynamic``:
+    for oneDNN's kernels if ``name`` (the parameter's) is one of :data:`ONEDNN_INT8_WEIGHTS` and
+    :func:`use_onednn` is on, else for torch's default engine (the same quantization: the
+    products agree to float32 rounding). A packed weight runs on the kernels it was packed
+    for, whatever the engine set later.
     """
     engine = torch.backends.quantized.engine
-    wanted = "onednn" if use_onednn() and "onednn" in torch.backends.quantized.supported_engines else engine
+    onednn = name.rsplit(".", 1)[-1] in ONEDNN_INT8_WEIGHTS and use_onednn()
+    wanted = "onednn" if onednn and "onednn" in torch.backends.quantized.supported_engines else engine
     if wanted == engine:
         return torch.ops.quantized.linear_prepack(q, None)
     torch.backends.quantized.engine = wanted
@@ -272,7 +287,7 @@ def int8_prepack(q: Tensor):
         torch.backends.quantized.engine = engine
 
 
-def _pack(w: Tensor) -> List:
+def _pack(w: Tensor, name: str = "") -> List:
     """Per-output-channel symmetric int8 packing of ``(in, out)`` or stacked ``(k, in, out)`` weights."""
     stack = w.detach().float().reshape(-1, w.shape[-2], w.shape[-1])
     packed = []
@@ -282,7 +297,7 @@ def _pack(w: Tensor) -> List:
             wt = m.t().contiguous()  # (out, in)
             scales = (wt.abs().amax(dim=1).clamp(min=1e-12) / 127.0).double()
             q = torch.quantize_per_channel(wt, scales, torch.zeros(wt.shape[0], dtype=torch.long), 0, torch.qint8)
-            packed.append(int8_prepack(q))
+            packed.append(int8_prepack(q, name))
     return packed
 
 
@@ -314,8 +329,8 @@ def apply_precision(module: nn.Module, precision: str, *, keep_float: bool = Tru
         for p in int8_weights(module):  # the LSTM's (in, out) matrices: layout by precision, same values
             p.data = _column_major(p.data) if precision == "bf16" else p.data.contiguous()
         if precision == "int8":
-            for p in int8_weights(module):
-                setattr(p, INT8, _pack(p))
+            for name, p in named_int8_weights(module):
+                setattr(p, INT8, _pack(p, name))
                 if not keep_float:
                     p.data = p.data.new_empty(0)
             if not keep_float:
@@ -351,11 +366,9 @@ def int8_state(module: nn.Module) -> Dict[str, Tensor]:
 def load_int8_state(module: nn.Module, state: Dict[str, Tensor]) -> None:
     """Pack ``module``'s int8 weights from :func:`int8_state`'s tensors and free their float32
     values (``keep_float=False``): the products are those of the saved module, bit for bit."""
-    params = dict(module.named_parameters())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        for p in int8_weights(module):
-            name = next(n for n, q in params.items() if q is p)
+        for name, p in named_int8_weights(module):
             values, scales = state[f"{name}.int8"], state[f"{name}.int8_scale"]
             stacked = p.dim() == 3
             expected = (p.shape[0], p.shape[2], p.shape[1]) if stacked else (1, p.shape[1], p.shape[0])
@@ -365,7 +378,7 @@ def load_int8_state(module: nn.Module, state: Dict[str, Tensor]) -> None:
             for v, sc in zip(values, scales):
                 zeros = torch.zeros(v.shape[0], dtype=torch.long)
                 q = torch._make_per_channel_quantized_tensor(v.to(torch.int8).contiguous(), sc.double(), zeros, 0)
-                packed.append(int8_prepack(q))
+                packed.append(int8_prepack(q, name))
             setattr(p, INT8, packed)
             p.data = p.data.new_empty(0)
     setattr(module, FLOAT_FREED, True)

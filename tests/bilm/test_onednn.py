@@ -132,8 +132,8 @@ def test_bf16_onednn_loop_matches_the_stacked_loop(small_bilm, sentences, monkey
 
 
 def test_int8_onednn_packing_gives_fbgemms_products_within_float_rounding(monkeypatch):
-    """int8 weights are packed for oneDNN's kernels where use_onednn() is on: the same
-    quantization as torch's default engine, so each product agrees to float32 rounding."""
+    """The LSTM's input weights are packed for oneDNN's int8 kernels where use_onednn() is on:
+    the same quantization as torch's default engine, so each product agrees to float32 rounding."""
     from spacy_elmo.bilm.precision import _pack, int8_engine
 
     if not int8_engine() or "onednn" not in torch.backends.quantized.supported_engines:
@@ -142,9 +142,9 @@ def test_int8_onednn_packing_gives_fbgemms_products_within_float_rounding(monkey
     w, x = torch.randn(64, 256), torch.randn(9, 64)
     monkeypatch.setenv("SPACY_ELMO_ONEDNN", "1")
     engine = torch.backends.quantized.engine
-    onednn = torch.ops.quantized.linear_dynamic(x, _pack(w)[0])
+    onednn = torch.ops.quantized.linear_dynamic(x, _pack(w, "lstm.layers.0.w_input")[0])
     assert torch.backends.quantized.engine == engine  # the global setting is left as it was
     monkeypatch.setenv("SPACY_ELMO_ONEDNN", "0")
-    default = torch.ops.quantized.linear_dynamic(x, _pack(w)[0])
+    default = torch.ops.quantized.linear_dynamic(x, _pack(w, "lstm.layers.0.w_input")[0])
     torch.testing.assert_close(onednn, default, atol=1e-5 * default.abs().max().item(), rtol=0)
     assert (onednn - x @ w).abs().max() < 0.02 * (x @ w).abs().max()  # and both are int8 products of x @ w
