@@ -213,25 +213,24 @@ def layer_products(w_input: Tensor, w_hidden: Tensor, w_proj: Tensor, bias: Tens
             lambda d, h, xp: linear(h, q_hidden[d]).add_(xp),
             lambda d, m: linear(m, q_proj[d]),
         )
-    if x.device.type != "cpu" or not use_onednn():
-        return None
     dtypes = {w.dtype for w in weights}
+    if x.device.type != "cpu" or not use_onednn() or dtypes not in ({torch.float32}, {torch.bfloat16}):
+        return None
+    if dtypes == {torch.bfloat16} and not bf16_is_fast(x.device):
+        return None
+    p_in, p_hidden, p_proj = (onednn_packed(w) for w in weights)
     if dtypes == {torch.float32}:
-        p_in, p_hidden, p_proj = (onednn_packed(w) for w in weights)
         return LayerProducts(
             lambda d, x: onednn_linear(x, p_in[d], biases[d]),
             lambda d, h, xp: onednn_linear(h, p_hidden[d]).add_(xp),
             lambda d, m: onednn_linear(m, p_proj[d]),
         )
-    if dtypes == {torch.bfloat16} and bf16_is_fast(x.device):
-        p_in, p_hidden, p_proj = (onednn_packed(w) for w in weights)
-        low = torch.bfloat16
-        return LayerProducts(
-            lambda d, x: torch.add(onednn_linear(x.to(low), p_in[d]), biases[d]),
-            lambda d, h, xp: torch.add(onednn_linear(h.to(low), p_hidden[d]), xp),
-            lambda d, m: onednn_linear(m.to(low), p_proj[d]).float(),
-        )
-    return None
+    low = torch.bfloat16
+    return LayerProducts(
+        lambda d, x: torch.add(onednn_linear(x.to(low), p_in[d]), biases[d]),
+        lambda d, h, xp: torch.add(onednn_linear(h.to(low), p_hidden[d]), xp),
+        lambda d, m: onednn_linear(m.to(low), p_proj[d]).float(),
+    )
 
 
 def drop_onednn(module: nn.Module) -> None:

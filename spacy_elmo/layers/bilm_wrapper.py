@@ -30,7 +30,7 @@ from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from thinc.types import Floats3d
 
 from ..bilm import BiLM, batch_to_ids
-from ..bilm.precision import FLOAT_FREED, check_precision, int8_state, int8_weights, load_int8_state
+from ..bilm.precision import FLOAT_FREED, check_precision, int8_state, load_int8_state, named_int8_weights
 from ..errors import Errors
 from .bilm_shim import FINE_TUNE, BiLMShim
 from .feature_cache import FeatureCache
@@ -242,7 +242,7 @@ def serialize_bilm(module: torch.nn.Module) -> bytes:
         return b""
     buffer = BytesIO()
     if getattr(module, FLOAT_FREED, False):
-        freed = {name for name, p in module.named_parameters() if any(p is q for q in int8_weights(module))}
+        freed = {name for name, _ in named_int8_weights(module)}
         # the plain state dict (BiLM.state_dict refuses a module without its float32 weights), less those
         state = {name: t.detach().cpu() for name, t in torch.nn.Module.state_dict(module).items() if name not in freed}
         torch.save({**module.spec(), "state": state, "int8": int8_state(module)}, buffer)
@@ -262,7 +262,7 @@ def deserialize_bilm(module: torch.nn.Module, data: bytes, device: torch.device)
         if torch.device(device).type != "cpu":
             raise ValueError(Errors.E082.format(what=f"run on {device}"))
         missing, unexpected = bilm.load_state_dict(saved["state"], strict=False)
-        expected = {name for name, p in bilm.named_parameters() if any(p is q for q in int8_weights(bilm))}
+        expected = {name for name, _ in named_int8_weights(bilm)}
         if set(missing) != expected or unexpected:
             raise ValueError(
                 f"The pipeline's int8 biLM is corrupt (missing {sorted(set(missing) ^ expected)}, unexpected {unexpected}): "
