@@ -62,7 +62,9 @@ def elmo_tok2vec_v1(
     width: output width; ``None`` for the natural width of the weights
         (``2 * projection_dim``, times the number of layers for ``mix = "all"``).
         Listeners need a number: set it, and write ``${components.elmo.model.width}``.
-    mix: ``"scalar"`` (learned, starts as the average), ``"average"``, ``"top"``, ``"all"``.
+    mix: ``"scalar"`` (learned, starts as the average), ``"average"``, ``"top"``,
+        ``"all"`` (the layers concatenated: a projection after it, such as
+        ``ElmoWithTok2Vec.v2``'s, learns a mix of its own for each output).
     project: learn a linear projection from the natural width to ``width``.
     get_spans: how docs are cut for the biLM (default: sentences when set, else
         windows of 128 tokens every 96).
@@ -101,7 +103,7 @@ def elmo_tok2vec_v2(
     dropout: dropout rate on the mixed ELMo vectors in training (the paper: 0.5),
         its own rate, not ``[training] dropout``.
     mix_l2: L2 penalty pulling the scalar-mix weights towards the average
-        (the paper's lambda; 0 turns it off).
+        (the paper's lambda; 0 turns it off; ``mix = "scalar"`` only).
     token_cache_mb: MiB of context-independent token vectors kept across
         batches, docs and calls at prediction (exact; 0 turns it off).
     precision: ``"fp32"`` (the exact path, default) or ``"bf16"`` (weight

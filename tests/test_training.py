@@ -115,16 +115,28 @@ def test_losses_fall_and_dev_scores_rise(trained):
     assert after["ents_f"] > before["ents_f"] + 0.05
 
 
-def test_mix_moved_and_frozen_bilm_did_not(trained, reference_bilm):
+def test_projection_learned_from_every_layer_and_frozen_bilm_did_not(trained, reference_bilm):
+    # the shipped recipe: mix = "all" (the layers concatenated), a zero-initialised projection to the CNN's input
     nlp = trained[0]
     elmo = nlp.get_pipe("elmo")
-    mix = elmo.elmo_model.get_ref("mix")
-    assert np.abs(mix.get_param("weights")).max() > 1e-3
-    assert abs(float(mix.get_param("gamma")[0]) - 1.0) > 1e-4
+    assert elmo.elmo_model.get_ref("mix").attrs["mix"] == "all"
+    W = elmo.model.get_ref("projection").layers[0].get_param("W")  # (width, n_layers * layer width)
+    n_layers = 3
+    assert W.shape[1] % n_layers == 0
+    for block in np.split(W, n_layers, axis=1):
+        assert np.abs(block).max() > 1e-3
     trained_bilm = get_torch_bilm(elmo.bilm_layer)
     for (name, a), b in zip(trained_bilm.state_dict().items(), reference_bilm.state_dict().values()):
         assert torch.equal(a, b), name
     assert not any(p.requires_grad for p in trained_bilm.parameters())
+
+
+def test_scalar_mix_moves(corpus, biLM_folder):
+    nlp, _ = _nlp("tagger_parser", corpus, biLM_folder, **{"components.elmo.model.elmo.mix": "scalar"})
+    _train(nlp, corpus, steps=20)
+    mix = nlp.get_pipe("elmo").elmo_model.get_ref("mix")
+    assert np.abs(mix.get_param("weights")).max() > 1e-3
+    assert abs(float(mix.get_param("gamma")[0]) - 1.0) > 1e-4
 
 
 def test_fine_tuning_the_top_layer(corpus, biLM_folder, reference_bilm):

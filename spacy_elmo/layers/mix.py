@@ -33,6 +33,10 @@ def LayerMix(mix: str = "scalar", n_layers: Optional[int] = None, dim: Optional[
         raise ValueError(Errors.E045.format(mix=mix))
     if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 >= 0:
         raise ValueError(Errors.E047.format(what="mix_l2", value=l2, why="it must be a number >= 0 (0 turns it off)"))
+    if l2 and mix != "scalar":
+        raise ValueError(Errors.E047.format(
+            what="mix_l2", value=l2, why=f"only mix = \"scalar\" has mix weights to pull (mix = {mix!r}): set mix_l2 = 0"
+        ))
     model: Model[InT, OutT] = Model(
         f"layer_mix_{mix}",
         forward,

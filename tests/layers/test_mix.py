@@ -103,3 +103,10 @@ def test_mix_l2_adds_l2_times_weights_to_the_gradient():
 def test_invalid_mix_l2(l2):
     with pytest.raises(ValueError, match="mix_l2"):
         LayerMix("scalar", l2=l2)
+
+
+@pytest.mark.parametrize("mix", ["average", "top", "all"])
+def test_mix_l2_needs_the_scalar_mix(mix):
+    with pytest.raises(ValueError, match=f"mix_l2.*mix = '{mix}'"):
+        LayerMix(mix, l2=0.001)
+    assert LayerMix(mix, l2=0.0).attrs["l2"] == 0.0
