@@ -30,8 +30,8 @@ How it is made fast:
   autograd through int8 / bf16 / autocast, and for inference under autocast);
 * inference with packed weights (:meth:`StackedBiLSTM._run_layer_inference_direct`):
   the same loop, one direction at a time, one packed product each
-  (:func:`~.precision.layer_products`): int8 always (its products bit for bit,
-  without the stacked copies: 1.3x), float32 and bf16 through oneDNN where it
+  (:func:`~.precision.layer_products`): int8 always (without the stacked copies:
+  1.3x; steps of many rows on oneDNN's int8 kernels), float32 and bf16 through oneDNN where it
   pays (AVX512 CPUs, :func:`~.precision.use_onednn`; float32 2x the default BLAS);
 * training (:class:`_Recurrence`): the step loop is one autograd node with its
   backward written out, the weights' gradients one product each over all steps;
@@ -271,7 +271,8 @@ class StackedBiLSTM(nn.Module):
         after the other within each step (a packed product takes one matrix; no stacked
         copies). The same element-wise steps on float32 gates and state; float32 products
         differ from the default BLAS's in summation order only, int8 ones are those of the
-        stacked loop bit for bit."""
+        stacked loop bit for bit except the recurrent products of steps with many rows, which
+        run on oneDNN's int8 kernels (float32 rounding apart: :data:`~.precision.ONEDNN_INT8_MIN_ROWS`)."""
         cfg = self.config
         C = cfg.lstm_dim
         row = 0

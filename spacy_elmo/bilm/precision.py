@@ -9,7 +9,7 @@ the outputs stay float32. For inference only (no autograd through bf16 weights).
 
 ``"int8"`` (CPU only) runs the LSTM's products (input, recurrent,
 projection) as dynamically quantized int8 products (fbgemm, or oneDNN where
-:func:`use_onednn` is on: :func:`int8_prepack`; weights
+:func:`use_onednn` is on and it is faster: :func:`int8_prepack`, :func:`_set_int8`; weights
 int8 per output channel, each input quantized per call, int32 accumulation,
 float32 out). The token layer (character convolutions, highway, projection)
 stays float32: the token cache makes it rare at inference, and its error
@@ -207,10 +207,11 @@ def layer_products(w_input: Tensor, w_hidden: Tensor, w_proj: Tensor, bias: Tens
     biases = [bias[d, 0].contiguous() for d in range(2)]
     if all(hasattr(w, INT8) for w in weights):
         q_in, q_hidden, q_proj = (getattr(w, INT8) for w in weights)
+        q_many = getattr(w_hidden, INT8_MANY_ROWS, q_hidden)  # oneDNN's kernels for steps with many rows
         linear = torch.ops.quantized.linear_dynamic
         return LayerProducts(
             lambda d, x: linear(x, q_in[d]).add_(biases[d]),
-            lambda d, h, xp: linear(h, q_hidden[d]).add_(xp),
+            lambda d, h, xp: linear(h, (q_many if h.shape[0] >= ONEDNN_INT8_MIN_ROWS else q_hidden)[d]).add_(xp),
             lambda d, m: linear(m, q_proj[d]),
         )
     dtypes = {w.dtype for w in weights}
@@ -258,52 +259,75 @@ def named_int8_weights(module: nn.Module) -> List[Tuple[str, nn.Parameter]]:
 # The int8 weights packed for oneDNN's kernels where use_onednn() is on: the input products'
 # which run 256-row chunks. Dynamic int8 products, (rows x 512) @ (512 x 16,384), 2 threads,
 # AVX512 EPYC: fbgemm 1.9 / 3.5 / 23.4 ms at 160 / 256 / 512 rows, oneDNN 1.5 / 2.3 / 13.8;
-# at 1-32 rows fbgemm is faster (0.06 against 0.08 ms at one row). The recurrent products
-# (one row per live sentence) and the projections keep fbgemm's: the component (original
-# shape, 500 EWT sentences) ran 3,126-3,203 / 4,021-4,226 tok/s (pass 1 / 2) with the
-# input weights on oneDNN, 3,128-3,491 / 4,073-4,156 with the recurrent ones too, and
-# 2,836-2,860 / 3,218-3,632 with none; one 10-token sentence 11.3-11.6, 15.2-16.2 and
-# 12.4-12.6 ms.
+# at 1-32 rows fbgemm is faster (0.06 against 0.08 ms at one row). The projections keep
+# fbgemm's: the component (original shape, 500 EWT sentences) ran 3,126-3,203 / 4,021-4,226
+# tok/s (pass 1 / 2) with the input weights on oneDNN, and 2,836-2,860 / 3,218-3,632 with
+# none; one 10-token sentence 11.3-11.6 and 12.4-12.6 ms.
 ONEDNN_INT8_WEIGHTS = ("w_input",)
+# The int8 weights packed for both: fbgemm's for steps with few rows, oneDNN's (the attribute
+# INT8_MANY_ROWS) for steps with at least ONEDNN_INT8_MIN_ROWS rows. The recurrent products
+# run one row per live sentence, from a batch's first steps (hundreds of rows on short
+# sentences) down to a few: (rows x 512) @ (512 x 16,384), 2 threads, fbgemm against oneDNN:
+# 0.33 / 0.35 ms at 32 rows, 0.76 / 0.64 at 64, 1.77 / 1.24 at 128, 4.19 / 2.84 at 294;
+# (rows x 512) @ (512 x 4,096): 0.18 / 0.18 at 64, 0.79 / 0.69 at 294.
+ONEDNN_INT8_ROW_SPLIT = ("w_hidden",)
+ONEDNN_INT8_MIN_ROWS = 64
+# the attribute of a weight Parameter that holds its int8 form packed for oneDNN's kernels,
+# used for products of at least ONEDNN_INT8_MIN_ROWS rows (ONEDNN_INT8_ROW_SPLIT)
+INT8_MANY_ROWS = "_int8_packed_many_rows"
 
 
-def int8_prepack(q: Tensor, name: str = ""):
+def int8_prepack(q: Tensor, name: str = "", engine: Optional[str] = None):
     """The packed form of a per-channel quantized ``(out, in)`` weight for ``linear_dynamic``:
-    for oneDNN's kernels if ``name`` (the parameter's) is one of :data:`ONEDNN_INT8_WEIGHTS` and
-    :func:`use_onednn` is on, else for torch's default engine (the same quantization: the
-    products agree to float32 rounding). A packed weight runs on the kernels it was packed
-    for, whatever the engine set later.
+    for the kernels of ``engine`` if given, else for oneDNN's if ``name`` (the parameter's) is
+    one of :data:`ONEDNN_INT8_WEIGHTS` and :func:`use_onednn` is on, else for torch's default
+    engine (the same quantization: the products agree to float32 rounding). A packed weight
+    runs on the kernels it was packed for, whatever the engine set later.
     """
-    engine = torch.backends.quantized.engine
+    current = torch.backends.quantized.engine
     onednn = name.rsplit(".", 1)[-1] in ONEDNN_INT8_WEIGHTS and use_onednn()
-    wanted = "onednn" if onednn and "onednn" in torch.backends.quantized.supported_engines else engine
-    if wanted == engine:
+    wanted = engine or ("onednn" if onednn and "onednn" in torch.backends.quantized.supported_engines else current)
+    if wanted == current:
         return torch.ops.quantized.linear_prepack(q, None)
     torch.backends.quantized.engine = wanted
     try:
         return torch.ops.quantized.linear_prepack(q, None)
     finally:
-        torch.backends.quantized.engine = engine
+        torch.backends.quantized.engine = current
 
 
-def _pack(w: Tensor, name: str = "") -> List:
-    """Per-output-channel symmetric int8 packing of ``(in, out)`` or stacked ``(k, in, out)`` weights."""
+def _quantize(w: Tensor) -> List[Tensor]:
+    """Per-output-channel symmetric int8 forms ``(out, in)`` of ``(in, out)`` or stacked ``(k, in, out)`` weights."""
     stack = w.detach().float().reshape(-1, w.shape[-2], w.shape[-1])
-    packed = []
+    out = []
     with warnings.catch_warnings():  # the quantized tensor API is what fbgemm's packing takes
         warnings.simplefilter("ignore", UserWarning)
         for m in stack:
             wt = m.t().contiguous()  # (out, in)
             scales = (wt.abs().amax(dim=1).clamp(min=1e-12) / 127.0).double()
-            q = torch.quantize_per_channel(wt, scales, torch.zeros(wt.shape[0], dtype=torch.long), 0, torch.qint8)
-            packed.append(int8_prepack(q, name))
-    return packed
+            out.append(torch.quantize_per_channel(wt, scales, torch.zeros(wt.shape[0], dtype=torch.long), 0, torch.qint8))
+    return out
+
+
+def _pack(w: Tensor, name: str = "") -> List:
+    """Per-output-channel symmetric int8 packing of ``(in, out)`` or stacked ``(k, in, out)`` weights."""
+    return [int8_prepack(q, name) for q in _quantize(w)]
+
+
+def _set_int8(p: nn.Parameter, name: str, quantized: List[Tensor]) -> None:
+    """Attach the packed forms of ``p``'s int8 values (``(out, in)`` per stacked matrix):
+    :data:`INT8`, and :data:`INT8_MANY_ROWS` for the weights of :data:`ONEDNN_INT8_ROW_SPLIT`
+    where :func:`use_onednn` is on."""
+    setattr(p, INT8, [int8_prepack(q, name) for q in quantized])
+    split = name.rsplit(".", 1)[-1] in ONEDNN_INT8_ROW_SPLIT
+    if split and use_onednn() and "onednn" in torch.backends.quantized.supported_engines:
+        setattr(p, INT8_MANY_ROWS, [int8_prepack(q, name, "onednn") for q in quantized])
 
 
 def _drop_int8(module: nn.Module) -> None:
     """Forget the packed forms (int8, and oneDNN float32) of ``module``'s weights."""
     for p in module.parameters():
-        for attr in (INT8, ONEDNN):
+        for attr in (INT8, INT8_MANY_ROWS, ONEDNN):
             if hasattr(p, attr):
                 delattr(p, attr)
 
@@ -329,7 +353,7 @@ def apply_precision(module: nn.Module, precision: str, *, keep_float: bool = Tru
             p.data = _column_major(p.data) if precision == "bf16" else p.data.contiguous()
         if precision == "int8":
             for name, p in named_int8_weights(module):
-                setattr(p, INT8, _pack(p, name))
+                _set_int8(p, name, _quantize(p))
                 if not keep_float:
                     p.data = p.data.new_empty(0)
             if not keep_float:
@@ -373,12 +397,11 @@ def load_int8_state(module: nn.Module, state: Dict[str, Tensor]) -> None:
             expected = (p.shape[0], p.shape[2], p.shape[1]) if stacked else (1, p.shape[1], p.shape[0])
             if tuple(values.shape) != expected or tuple(scales.shape) != expected[:2]:
                 raise ValueError(f"int8 weights of {name}: shape {tuple(values.shape)}, expected {expected}")
-            packed = []
+            quantized = []
             for v, sc in zip(values, scales):
                 zeros = torch.zeros(v.shape[0], dtype=torch.long)
-                q = torch._make_per_channel_quantized_tensor(v.to(torch.int8).contiguous(), sc.double(), zeros, 0)
-                packed.append(int8_prepack(q, name))
-            setattr(p, INT8, packed)
+                quantized.append(torch._make_per_channel_quantized_tensor(v.to(torch.int8).contiguous(), sc.double(), zeros, 0))
+            _set_int8(p, name, quantized)
             p.data = p.data.new_empty(0)
     setattr(module, FLOAT_FREED, True)
 

@@ -148,3 +148,31 @@ def test_int8_onednn_packing_gives_fbgemms_products_within_float_rounding(monkey
     default = torch.ops.quantized.linear_dynamic(x, _pack(w, "lstm.layers.0.w_input")[0])
     torch.testing.assert_close(onednn, default, atol=1e-5 * default.abs().max().item(), rtol=0)
     assert (onednn - x @ w).abs().max() < 0.02 * (x @ w).abs().max()  # and both are int8 products of x @ w
+
+
+def test_int8_steps_with_many_rows_run_onednns_recurrent_kernels_within_float_rounding(small_bilm, sentences, monkeypatch):
+    """Steps of at least ONEDNN_INT8_MIN_ROWS live rows run the recurrent product on oneDNN's int8
+    kernels (faster there), fewer rows on fbgemm's: the same int8 weights, so the layers agree with the
+    stacked loop (fbgemm's at every step) to float32 rounding, and equal it bit for bit when no step
+    reaches the bound. (The cell state shows the difference; the outputs mostly do not, as the
+    projection quantizes its input to 8 bits again.)"""
+    from spacy_elmo.bilm import precision
+    from spacy_elmo.bilm.precision import INT8_MANY_ROWS, apply_precision, int8_engine
+
+    if not int8_engine() or "onednn" not in torch.backends.quantized.supported_engines:
+        pytest.skip("this torch has no oneDNN int8 kernels")
+    monkeypatch.setenv("SPACY_ELMO_ONEDNN", "1")
+    many = (sentences * 100)[:100]  # 100 live rows in the first steps
+    bilm = apply_precision(copy.deepcopy(small_bilm), "int8")
+    assert all(hasattr(layer.w_hidden, INT8_MANY_ROWS) for layer in bilm.lstm.layers)
+    assert not hasattr(bilm.lstm.layers[0].w_proj, INT8_MANY_ROWS)
+    stacked, stacked_state = _stacked_loop_layers(bilm, many, monkeypatch)
+    with torch.inference_mode():
+        split = bilm(batch_to_ids(many), return_state=True)
+        monkeypatch.setattr(precision, "ONEDNN_INT8_MIN_ROWS", 10**9)
+        fbgemm_only = bilm(batch_to_ids(many), return_state=True)
+    assert torch.equal(fbgemm_only.layers, stacked) and torch.equal(fbgemm_only.state.c, stacked_state.c)
+    assert not torch.equal(split.state.c, stacked_state.c)  # the oneDNN kernels did run
+    scale = stacked.abs().max().item()
+    torch.testing.assert_close(split.layers, stacked, atol=1e-5 * scale, rtol=0)
+    torch.testing.assert_close(split.state.c, stacked_state.c, atol=1e-5 * stacked_state.c.abs().max().item(), rtol=0)
