@@ -49,17 +49,19 @@ def init(model: Model[InT, OutT], X: Optional[InT] = None, Y: Optional[OutT] = N
 
 def batches_by_length(lengths: List[int], max_batch_items: int) -> List[List[int]]:
     """Indices grouped so that ``len(group) * longest <= max_batch_items`` (a
-    longer single sequence goes alone), shortest first."""
+    longer single sequence goes alone), the groups shortest first, each group
+    longest first: the biLM runs its rows in that order, so it need not reorder
+    its inputs and outputs (two copies of each batch's layers)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     groups: List[List[int]] = []
     current: List[int] = []
     for i in order:
         if current and (len(current) + 1) * lengths[i] > max_batch_items:
-            groups.append(current)
+            groups.append(current[::-1])
             current = []
         current.append(i)
     if current:
-        groups.append(current)
+        groups.append(current[::-1])
     return groups
 
 

@@ -16,6 +16,8 @@ def test_batches_respect_the_token_budget():
         longest = max(lengths[i] for i in group)
         assert len(group) == 1 or len(group) * longest <= 10
     assert [20] in [[lengths[i] for i in g] for g in groups]  # too long: alone
+    for group in groups:  # longest first, the biLM's own order (no reordering inside it)
+        assert [lengths[i] for i in group] == sorted((lengths[i] for i in group), reverse=True)
 
 
 def _recording_layer(calls):
