@@ -66,6 +66,10 @@ def test_sent_or_window_v2_cuts_at_the_sentencizers_sentences(vocab):
     # no final punctuation, one token, empty docs
     docs = [Doc(vocab, words=["no", "stop", "here"]), Doc(vocab, words=["x"]), Doc(vocab, words=[])]
     assert [_bounds(s) for s in sent_or_window_spans_v2()(docs)] == [[(0, 3)], [(0, 1)], []]
+    # a batch mixing all of these: each doc gets what it gets alone (the rule-based starts are found for the batch at once)
+    mixed = [doc, own, docs[2], docs[0], doc, docs[1]]
+    get = sent_or_window_spans_v2(window=5, stride=4)
+    assert [_bounds(s) for s in get(mixed)] == [_bounds(get([d])[0]) for d in mixed]
 
 
 def test_sent_or_window_v2_pickles_and_resolves(vocab):
@@ -101,7 +105,7 @@ def _sentencizer_starts(doc):
 def test_rule_sentence_starts_equal_spacys_sentencizer(vocab):
     import random
 
-    from spacy_elmo.layers.spans import rule_sentence_starts
+    from spacy_elmo.layers.spans import rule_sentence_starts, rule_sentence_starts_of
 
     rng = random.Random(0)
     pieces = ["a", "The", "x1", ".", "!", "?", "...", "?!", "'", '"', ")", "(", ",", "-", "。", "।", "٫", "…", "Ok", "🙂", "\n"]
@@ -109,10 +113,12 @@ def test_rule_sentence_starts_equal_spacys_sentencizer(vocab):
     docs += [Doc(vocab, words=w) for w in (["."], [".", "."], ["a", "."], [".", "a"], ["a", ".", ")", '"', "b", "c", "!", "d"])]
     for doc in docs:
         assert rule_sentence_starts(doc) == _sentencizer_starts(doc), [t.text for t in doc]
+    # all at once: a doc's starts never reach into the next doc
+    assert rule_sentence_starts_of(docs) == [_sentencizer_starts(doc) for doc in docs]
 
 
 def test_rule_sentence_starts_on_real_text(vocab):
-    from spacy_elmo.layers.spans import rule_sentence_starts
+    from spacy_elmo.layers.spans import rule_sentence_starts, rule_sentence_starts_of
 
     from ..conftest import SHARED, require_shared
 
@@ -123,3 +129,4 @@ def test_rule_sentence_starts_on_real_text(vocab):
     assert sum(len(d) for d in docs) > 20000
     for doc in docs:
         assert rule_sentence_starts(doc) == _sentencizer_starts(doc)
+    assert rule_sentence_starts_of(docs) == [_sentencizer_starts(doc) for doc in docs]
