@@ -16,12 +16,17 @@ from .chars import batch_to_ids, sentence_boundary_ids
 from .config import BiLMConfig
 from .lstm import LSTMState, StackedBiLSTM
 from .precision import FLOAT_FREED, apply_precision, check_float_kept, check_precision, drop_onednn, precision_of, repack_int8
+from .precision import int8_state, pack_int8_state
 from .precision import check_device as check_precision_device
 from .token_cache import TokenCache, unique_rows
 from .token_encoder import TokenEncoder
 
 if TYPE_CHECKING:
     from .efml import EFMLVocab
+
+
+# the pickled state's key for the int8 weights' values (BiLM.__getstate__)
+_INT8_VALUES = "_int8_values"
 
 
 class BiLMOutput(NamedTuple):
@@ -149,9 +154,22 @@ class BiLM(nn.Module):
         repack_int8(self)  # int8 weights are packed from the float ones: pack the moved ones
         return out
 
-    def __getstate__(self):  # pickling (spawned workers, copy.deepcopy): without the oneDNN packs
+    def __getstate__(self):
+        """Pickling (spawned workers) and ``copy.deepcopy``: without the oneDNN packs, and with
+        the int8 weights' values, packed again by :meth:`__setstate__` for the same kernels
+        (``Parameter.__deepcopy__`` drops the packed forms, and unpickled ones are packed for
+        the default kernels: the products would change in float32 rounding)."""
         drop_onednn(self)
-        return super().__getstate__()
+        state = dict(super().__getstate__())
+        if precision_of(self) == "int8":
+            state[_INT8_VALUES] = int8_state(self)
+        return state
+
+    def __setstate__(self, state):
+        values = state.pop(_INT8_VALUES, None)
+        super().__setstate__(state)
+        if values is not None:
+            pack_int8_state(self, values)
 
     def state_dict(self, *args, **kwargs):
         check_float_kept(self, "save it (state_dict)")

@@ -322,6 +322,8 @@ def _set_int8(p: nn.Parameter, name: str, quantized: List[Tensor]) -> None:
     split = name.rsplit(".", 1)[-1] in ONEDNN_INT8_ROW_SPLIT
     if split and use_onednn() and "onednn" in torch.backends.quantized.supported_engines:
         setattr(p, INT8_MANY_ROWS, [int8_prepack(q, name, "onednn") for q in quantized])
+    elif hasattr(p, INT8_MANY_ROWS):
+        delattr(p, INT8_MANY_ROWS)
 
 
 def _drop_int8(module: nn.Module) -> None:
@@ -389,21 +391,28 @@ def int8_state(module: nn.Module) -> Dict[str, Tensor]:
 def load_int8_state(module: nn.Module, state: Dict[str, Tensor]) -> None:
     """Pack ``module``'s int8 weights from :func:`int8_state`'s tensors and free their float32
     values (``keep_float=False``): the products are those of the saved module, bit for bit."""
+    pack_int8_state(module, state)
+    for _, p in named_int8_weights(module):
+        p.data = p.data.new_empty(0)
+    setattr(module, FLOAT_FREED, True)
+
+
+def pack_int8_state(module: nn.Module, state: Dict[str, Tensor]) -> None:
+    """Pack ``module``'s int8 weights from :func:`int8_state`'s tensors, each for the kernels
+    :func:`_set_int8` picks, and leave their float32 values as they are."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         for name, p in named_int8_weights(module):
             values, scales = state[f"{name}.int8"], state[f"{name}.int8_scale"]
-            stacked = p.dim() == 3
-            expected = (p.shape[0], p.shape[2], p.shape[1]) if stacked else (1, p.shape[1], p.shape[0])
-            if tuple(values.shape) != expected or tuple(scales.shape) != expected[:2]:
-                raise ValueError(f"int8 weights of {name}: shape {tuple(values.shape)}, expected {expected}")
+            if p.numel():  # float32 values at hand (freed ones are empty): the shapes must agree
+                expected = (p.shape[0], p.shape[2], p.shape[1]) if p.dim() == 3 else (1, p.shape[1], p.shape[0])
+                if tuple(values.shape) != expected or tuple(scales.shape) != expected[:2]:
+                    raise ValueError(f"int8 weights of {name}: shape {tuple(values.shape)}, expected {expected}")
             quantized = []
             for v, sc in zip(values, scales):
                 zeros = torch.zeros(v.shape[0], dtype=torch.long)
                 quantized.append(torch._make_per_channel_quantized_tensor(v.to(torch.int8).contiguous(), sc.double(), zeros, 0))
             _set_int8(p, name, quantized)
-            p.data = p.data.new_empty(0)
-    setattr(module, FLOAT_FREED, True)
 
 
 def check_float_kept(module: nn.Module, action: str) -> None:

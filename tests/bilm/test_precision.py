@@ -183,3 +183,21 @@ def test_component_in_int8_saves_the_exact_weights(tmp_path, reference_source):
     back = spacy.load(tmp_path / "int8", config={"components": {"elmo": {"model": {"precision": "fp32"}}}})
     for text in texts:  # the saved weights are the float32 ones: the exact path again
         np.testing.assert_array_equal(back(text).tensor, exact(text).tensor)
+
+
+@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")  # torch pickling its packed int8 weights
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+@pytest.mark.parametrize("keep_float", [True, False])
+def test_a_copied_int8_bilm_runs_the_same_products(reference_bilm, sentences, keep_float, how):
+    """``Parameter.__deepcopy__`` drops a parameter's attributes, so a plain deep copy lost the packed
+    int8 weights (and ran fp32, or nothing at all with the float32 weights freed); unpickled packs
+    are packed for the default kernels. Both now pack again for the kernels the original used."""
+    import pickle
+
+    bilm = copy.deepcopy(reference_bilm).set_precision("int8", keep_float=keep_float)
+    copied = copy.deepcopy(bilm) if how == "deepcopy" else pickle.loads(pickle.dumps(bilm))
+    assert copied.precision == "int8"
+    with torch.inference_mode():
+        ids = batch_to_ids(sentences * 30)  # steps of many rows too (oneDNN's recurrent kernels)
+        a, b = bilm(ids, return_state=True), copied(ids, return_state=True)
+    assert torch.equal(a.layers, b.layers) and torch.equal(a.state.c, b.state.c)
