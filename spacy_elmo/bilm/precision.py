@@ -179,6 +179,19 @@ def onednn_packed(w: Tensor) -> List[Tensor]:
     return cached[1]
 
 
+def onednn_packed_out_in(w: Tensor) -> Tensor:
+    """The oneDNN-packed form of ``w`` read as one ``(out, in)`` matrix (its first dim out, the
+    rest flattened: a convolution's ``(out, channels, width)`` weight), cached on ``w`` as
+    :func:`onednn_packed` caches its packs (and dropped with them)."""
+    key = ("out_in", w.data_ptr(), w._version, tuple(w.shape))
+    cached = getattr(w, ONEDNN, None)
+    if cached is None or cached[0] != key:
+        pack = torch.ops.mkldnn._reorder_linear_weight(w.detach().reshape(w.shape[0], -1).contiguous(), None)
+        setattr(w, ONEDNN, (key, pack))
+        return pack
+    return cached[1]
+
+
 class LayerProducts(NamedTuple):
     """One LSTM layer's products, per direction ``d``, for the direct inference loop; float32 in and out.
 
