@@ -185,7 +185,7 @@ class TokenEncoder(nn.Module):
             padded = -(-total // chunk) * chunk
             if padded != total:
                 rows = torch.cat([rows, rows.new_zeros(padded - total, dim * width)])
-            if onednn_applies(rows, conv.weight):  # 1.4-2.3x torch.mm on the wider filters, the same sums
+            if onednn_applies(rows, conv.weight):  # 1.4-2.3x torch.mm on the wider filters; fixed shapes: batch-invariant
                 packed = onednn_packed_out_in(conv.weight)
                 y = torch.cat([onednn_linear(rows[i : i + chunk], packed) for i in range(0, padded, chunk)])
             else:
