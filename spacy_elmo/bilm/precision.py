@@ -28,7 +28,7 @@ unchanged); with bfloat16 weights they cast the input to bfloat16 and the
 product back to float32.
 """
 import warnings
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -169,26 +169,29 @@ def onednn_packed(w: Tensor) -> List[Tensor]:
     """oneDNN-packed forms of ``w`` (``(in, out)`` or stacked ``(k, in, out)``), one per
     stacked matrix, cached on ``w`` and packed again whenever ``w`` changed (its
     storage or its in-place version counter). Dropped before pickling (:func:`drop_onednn`)."""
-    key = (w.data_ptr(), w._version, tuple(w.shape))
-    cached = getattr(w, ONEDNN, None)
-    if cached is None or cached[0] != key:
-        stack = w.detach().reshape(-1, w.shape[-2], w.shape[-1])
-        packs = [torch.ops.mkldnn._reorder_linear_weight(m.t().contiguous(), None) for m in stack]
-        setattr(w, ONEDNN, (key, packs))
-        return packs
-    return cached[1]
+
+    def pack(weight: Tensor) -> List[Tensor]:
+        stack = weight.reshape(-1, weight.shape[-2], weight.shape[-1])
+        return [torch.ops.mkldnn._reorder_linear_weight(m.t().contiguous(), None) for m in stack]
+
+    return _cached_pack(w, "in_out", pack)
 
 
 def onednn_packed_out_in(w: Tensor) -> Tensor:
     """The oneDNN-packed form of ``w`` read as one ``(out, in)`` matrix (its first dim out, the
     rest flattened: a convolution's ``(out, channels, width)`` weight), cached on ``w`` as
     :func:`onednn_packed` caches its packs (and dropped with them)."""
-    key = ("out_in", w.data_ptr(), w._version, tuple(w.shape))
+    return _cached_pack(w, "out_in", lambda weight: torch.ops.mkldnn._reorder_linear_weight(weight.reshape(weight.shape[0], -1).contiguous(), None))
+
+
+def _cached_pack(w: Tensor, layout: str, pack: Callable[[Tensor], Any]) -> Any:
+    """``pack(w.detach())``, cached on ``w`` under :data:`ONEDNN` until ``w`` changes."""
+    key = (layout, w.data_ptr(), w._version, tuple(w.shape))
     cached = getattr(w, ONEDNN, None)
     if cached is None or cached[0] != key:
-        pack = torch.ops.mkldnn._reorder_linear_weight(w.detach().reshape(w.shape[0], -1).contiguous(), None)
-        setattr(w, ONEDNN, (key, pack))
-        return pack
+        packed = pack(w.detach())
+        setattr(w, ONEDNN, (key, packed))
+        return packed
     return cached[1]
 
 
