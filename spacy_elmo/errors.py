@@ -191,7 +191,7 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     E082 = (
         "This pipeline's biLM holds its LSTM weights in int8 only (it was saved "
-        "by `python -m spacy_elmo quantize`, a quarter of the float32 memory), so "
+        "by `python -m spacy_elmo quantize`, under a third of the float32 memory), so "
         "it cannot {what}: it runs with precision 'int8' on the CPU. For the exact "
         "fp32 path, bf16 or a GPU, load the pipeline it was quantized from."
     )

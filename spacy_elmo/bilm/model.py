@@ -128,7 +128,7 @@ class BiLM(nn.Module):
         dropped bits: keep an fp32 copy (or reload) for the exact path.
         ``"int8"`` (CPU only) keeps the float32 weights beside their int8 form:
         ``set_precision("fp32")`` is exact again. ``keep_float=False`` frees them
-        (the LSTM's weights then take a quarter of the memory; the outputs are
+        (the LSTM's weights then take under a third of the memory; the outputs are
         the same): the biLM can then only run; saving it, moving it or changing
         its precision is a clear error.
         ``check_device``: refuse bf16 on a device without native bf16 products

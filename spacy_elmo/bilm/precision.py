@@ -11,13 +11,18 @@ the outputs stay float32. For inference only (no autograd through bf16 weights).
 projection) as dynamically quantized int8 products (fbgemm, or oneDNN where
 :func:`use_onednn` is on and it is faster: :func:`int8_prepack`, :func:`_set_int8`; weights
 int8 per output channel, each input quantized per call, int32 accumulation,
-float32 out). The token layer (character convolutions, highway, projection)
+float32 out), with two exceptions that keep it within 0.1 of fp32 downstream
+(:func:`int8_linear`): the input products scale each input row to its own
+maximum first, and the projections run in bfloat16 where the CPU has native
+bf16 products (:func:`int8_bf16_applies`; their bf16 values are kept on any
+CPU). The token layer (character convolutions, highway, projection)
 stays float32: the token cache makes it rare at inference, and its error
 would reach every layer. The float32 weights are kept
 beside the packed int8 ones, so saving a pipeline and going back to
-``"fp32"`` (exact again) need nothing else; the weights' memory grows by a
-quarter instead of shrinking. ``keep_float=False`` frees them (the LSTM's
-weights then take a quarter of their float32 memory), for a biLM that is
+``"fp32"`` (exact again) need nothing else; the weights' memory grows by
+about a third instead of shrinking. ``keep_float=False`` frees them (the LSTM's
+weights then take under a third of their float32 memory: a quarter in int8,
+the projections also in bf16), for a biLM that is
 only run, never moved or set back (``embed``); such a biLM is saved with its
 int8 weights (:func:`int8_state`, :func:`load_int8_state`: a pipeline from
 ``python -m spacy_elmo quantize``).
@@ -27,6 +32,7 @@ and inputs of one dtype they are the plain torch ops (the exact path is
 unchanged); with bfloat16 weights they cast the input to bfloat16 and the
 product back to float32.
 """
+import functools
 import warnings
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
@@ -39,6 +45,11 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
 INT8 = "_int8_packed"
 # the attribute of a module whose int8 weights' float32 values were freed (keep_float=False)
 FLOAT_FREED = "_int8_float_freed"
+# the attribute of an int8 weight of INT8_BF16_WEIGHTS that holds its values in bfloat16,
+# ``(k, in, out)``, whose product then runs in bf16 instead of int8 (see int8_linear)
+INT8_BF16 = "_int8_bf16_values"
+# the attribute that marks an int8 weight of INT8_ROW_SCALED_WEIGHTS (see int8_linear)
+INT8_ROW_SCALED = "_int8_row_scaled"
 
 
 def check_precision(value: object) -> str:
@@ -87,12 +98,69 @@ def int8_engine() -> bool:
     return any(e in torch.backends.quantized.supported_engines for e in ("x86", "fbgemm", "onednn"))
 
 
-def _int8(x: Tensor, packed: List) -> Tensor:
-    """``x @ W`` through the packed int8 ``W``: ``(..., in)`` -> ``(..., out)``; stacked weights
-    (``len(packed) == 2``) take ``x``'s first dim as the stack."""
-    if len(packed) == 1:
-        return torch.ops.quantized.linear_dynamic(x.contiguous(), packed[0])
-    return torch.stack([torch.ops.quantized.linear_dynamic(x[d].contiguous(), p) for d, p in enumerate(packed)])
+def _int8(x: Tensor, w: Tensor) -> Tensor:
+    """``x @ W`` through the int8 weight ``w`` (:func:`int8_linear`): ``(..., in)`` -> ``(..., out)``;
+    stacked weights (two packs) take ``x``'s first dim as the stack."""
+    k = len(getattr(w, INT8))
+    if k == 1:
+        return int8_linear(x, w, 0)
+    return torch.stack([int8_linear(x[d], w, d) for d in range(k)])
+
+
+# What the int8 products do beyond a plain dynamic int8 product, measured on the shipped
+# recipe's pipelines (bilm-cpu-3h-bf16, mix "all": the full-set one and five seeds at 1,000
+# sentences, EWT/UNER test). Plain int8 moved NER F by -0.26 and -0.14 on two of the six; the
+# layers' mean |diff| from fp32 on 500 EWT dev sentences was 0.0135 / 0.0186 (LSTM layers 1 / 2).
+# * The input products' rows are token vectors (layer 0) or LSTM outputs of very different
+#   sizes, quantized with one scale per 256-row chunk: scaling each row to its own maximum
+#   first (and the product back) took the mean |diff| to 0.0096 / 0.0141 for ~2% of the speed.
+# * The projections' error is their weights' (4,096 inputs per output channel under one int8
+#   scale): int8 weights with a second int8 term for the remainder still left 0.0044 / 0.0089
+#   (with the row scaling), bfloat16 weights and inputs 0.0031 / 0.0061 (bf16 mode: 0.0021 /
+#   0.0032) for ~7% of the speed. With both, no TAG / UAS / LAS / NER F score of the six
+#   pipelines moved by more than 0.08 (README, "Speed").
+INT8_ROW_SCALED_WEIGHTS = ("w_input",)
+INT8_BF16_WEIGHTS = ("w_proj",)
+
+
+def int8_bf16_applies() -> bool:
+    """Whether ``"int8"`` runs the weights of :data:`INT8_BF16_WEIGHTS` in bfloat16: where the
+    CPU multiplies bf16 natively through oneDNN (elsewhere a bf16 product is far slower than
+    an int8 one, and those weights run in int8)."""
+    return use_onednn() and _cpu_bf16_is_fast()
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_bf16_is_fast() -> bool:
+    return bf16_is_fast(torch.device("cpu"))
+
+
+def int8_linear(x: Tensor, w: Tensor, d: int = 0, *, many_rows: bool = False, bf16: Optional[bool] = None) -> Tensor:
+    """``x @ w[d]`` as ``"int8"`` runs it, for an int8 weight ``w`` (``(k, in, out)`` or ``(in, out)``
+    with its packs attached: :func:`apply_precision`): ``(..., in)`` -> ``(..., out)`` float32.
+
+    * weights with bfloat16 values (:data:`INT8_BF16`), where :func:`int8_bf16_applies`
+      (``bf16``: its answer, if the caller has it): oneDNN's bf16 product on them;
+    * weights marked :data:`INT8_ROW_SCALED`: each row of ``x`` divided by its own largest
+      magnitude, the dynamic int8 product, each output row multiplied back;
+    * otherwise the dynamic int8 product (``many_rows``: on the oneDNN packs of
+      :data:`INT8_MANY_ROWS` where the weight has them).
+    """
+    shape = x.shape
+    x = x.reshape(-1, shape[-1])
+    values = getattr(w, INT8_BF16, None)
+    if values is not None and (int8_bf16_applies() if bf16 is None else bf16):
+        y = onednn_linear(x.to(torch.bfloat16), onednn_packed(values)[d]).float()
+    else:
+        packs = getattr(w, INT8_MANY_ROWS, None) if many_rows else None
+        packed = (packs or getattr(w, INT8))[d]
+        x = x.contiguous()
+        if getattr(w, INT8_ROW_SCALED, False):
+            scale = x.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(x.dtype).tiny)
+            y = torch.ops.quantized.linear_dynamic(x / scale, packed).mul_(scale)
+        else:
+            y = torch.ops.quantized.linear_dynamic(x, packed)
+    return y.reshape(*shape[:-1], y.shape[-1])
 
 
 def onednn_applies(x: Tensor, w: Tensor) -> bool:
@@ -109,18 +177,16 @@ def onednn_applies(x: Tensor, w: Tensor) -> bool:
 
 
 def mm(x: Tensor, w: Tensor) -> Tensor:
-    packed = getattr(w, INT8, None)
-    if packed is not None:
-        return _int8(x, packed)
+    if hasattr(w, INT8):
+        return _int8(x, w)
     if w.dim() == 2 and onednn_applies(x, w):
         return onednn_linear(x.contiguous(), onednn_packed(w)[0])
     return torch.mm(x, w) if x.dtype == w.dtype else torch.mm(x.to(w.dtype), w).float()
 
 
 def bmm(x: Tensor, w: Tensor) -> Tensor:
-    packed = getattr(w, INT8, None)
-    if packed is not None:
-        return _int8(x, packed)
+    if hasattr(w, INT8):
+        return _int8(x, w)
     return torch.bmm(x, w) if x.dtype == w.dtype else torch.bmm(x.to(w.dtype), w).float()
 
 
@@ -212,7 +278,8 @@ def layer_products(w_input: Tensor, w_hidden: Tensor, w_proj: Tensor, bias: Tens
     """The packed per-direction products of a layer's stacked weights (``(2, in, out)``; ``bias``
     ``(2, 1, 4C)``) for inference on ``x``'s device, or ``None`` where the stacked loop serves better.
 
-    * int8 weights: their packed int8 products (the stacked loop's, one direction each);
+    * int8 weights: their products as :func:`int8_linear` runs them (the stacked loop's, one
+      direction each);
     * float32 or bfloat16 weights on a CPU where :func:`use_onednn` is on: oneDNN's
       products on weights packed once (:func:`onednn_packed`); bfloat16 ones take the
       input in bfloat16 and give float32 (bias and gates added in float32).
@@ -222,13 +289,12 @@ def layer_products(w_input: Tensor, w_hidden: Tensor, w_proj: Tensor, bias: Tens
     weights = (w_input, w_hidden, w_proj)
     biases = [bias[d, 0].contiguous() for d in range(2)]
     if all(hasattr(w, INT8) for w in weights):
-        q_in, q_hidden, q_proj = (getattr(w, INT8) for w in weights)
-        q_many = getattr(w_hidden, INT8_MANY_ROWS, q_hidden)  # oneDNN's kernels for steps with many rows
-        linear = torch.ops.quantized.linear_dynamic
+        bf16 = int8_bf16_applies()
         return LayerProducts(
-            lambda d, x: linear(x, q_in[d]).add_(biases[d]),
-            lambda d, h, xp: linear(h, (q_many if h.shape[0] >= ONEDNN_INT8_MIN_ROWS else q_hidden)[d]).add_(xp),
-            lambda d, m: linear(m, q_proj[d]),
+            lambda d, x: int8_linear(x, w_input, d).add_(biases[d]),
+            # oneDNN's kernels for steps with many rows
+            lambda d, h, xp: int8_linear(h, w_hidden, d, many_rows=h.shape[0] >= ONEDNN_INT8_MIN_ROWS).add_(xp),
+            lambda d, m: int8_linear(m, w_proj, d, bf16=bf16),
         )
     dtypes = {w.dtype for w in weights}
     if x.device.type != "cpu" or not use_onednn() or dtypes not in ({torch.float32}, {torch.bfloat16}):
@@ -253,8 +319,9 @@ def layer_products(w_input: Tensor, w_hidden: Tensor, w_proj: Tensor, bias: Tens
 def drop_onednn(module: nn.Module) -> None:
     """Forget the packed oneDNN copies of ``module``'s weights (opaque tensors, which cannot be pickled)."""
     for p in module.parameters():
-        if hasattr(p, ONEDNN):
-            delattr(p, ONEDNN)
+        for t in (p, getattr(p, INT8_BF16, None)):
+            if t is not None and hasattr(t, ONEDNN):
+                delattr(t, ONEDNN)
 
 
 def onednn_linear(x: Tensor, packed: Tensor, bias: Optional[Tensor] = None) -> Tensor:
@@ -330,22 +397,34 @@ def _pack(w: Tensor, name: str = "") -> List:
     return [int8_prepack(q, name) for q in _quantize(w)]
 
 
-def _set_int8(p: nn.Parameter, name: str, quantized: List[Tensor]) -> None:
+def _set_int8(p: nn.Parameter, name: str, quantized: List[Tensor], values: Optional[Tensor] = None) -> None:
     """Attach the packed forms of ``p``'s int8 values (``(out, in)`` per stacked matrix):
     :data:`INT8`, and :data:`INT8_MANY_ROWS` for the weights of :data:`ONEDNN_INT8_ROW_SPLIT`
-    where :func:`use_onednn` is on."""
+    where :func:`use_onednn` is on; :data:`INT8_ROW_SCALED` on those of
+    :data:`INT8_ROW_SCALED_WEIGHTS`; and ``values`` (``p``'s float values, any float dtype,
+    ``(k, in, out)`` or ``p``'s shape) in bfloat16 as :data:`INT8_BF16` on those of
+    :data:`INT8_BF16_WEIGHTS`, kept on any CPU (they run where :func:`int8_bf16_applies`,
+    and are saved with the int8 values: :func:`int8_state`)."""
     setattr(p, INT8, [int8_prepack(q, name) for q in quantized])
-    split = name.rsplit(".", 1)[-1] in ONEDNN_INT8_ROW_SPLIT
-    if split and use_onednn() and "onednn" in torch.backends.quantized.supported_engines:
+    short = name.rsplit(".", 1)[-1]
+    for attr in (INT8_ROW_SCALED, INT8_BF16):
+        if hasattr(p, attr):
+            delattr(p, attr)
+    if short in INT8_ROW_SCALED_WEIGHTS:
+        setattr(p, INT8_ROW_SCALED, True)
+    if values is not None and short in INT8_BF16_WEIGHTS:
+        bf16 = values.detach().to(torch.bfloat16).reshape(len(quantized), *values.shape[-2:])
+        setattr(p, INT8_BF16, bf16.contiguous())
+    if short in ONEDNN_INT8_ROW_SPLIT and use_onednn() and "onednn" in torch.backends.quantized.supported_engines:
         setattr(p, INT8_MANY_ROWS, [int8_prepack(q, name, "onednn") for q in quantized])
     elif hasattr(p, INT8_MANY_ROWS):
         delattr(p, INT8_MANY_ROWS)
 
 
 def _drop_int8(module: nn.Module) -> None:
-    """Forget the packed forms (int8, and oneDNN float32) of ``module``'s weights."""
+    """Forget the packed forms (int8 with their bf16 values, and oneDNN float32) of ``module``'s weights."""
     for p in module.parameters():
-        for attr in (INT8, INT8_MANY_ROWS, ONEDNN):
+        for attr in (INT8, INT8_MANY_ROWS, INT8_ROW_SCALED, INT8_BF16, ONEDNN):
             if hasattr(p, attr):
                 delattr(p, attr)
 
@@ -371,7 +450,7 @@ def apply_precision(module: nn.Module, precision: str, *, keep_float: bool = Tru
             p.data = _column_major(p.data) if precision == "bf16" else p.data.contiguous()
         if precision == "int8":
             for name, p in named_int8_weights(module):
-                _set_int8(p, name, _quantize(p))
+                _set_int8(p, name, _quantize(p), p.detach())
                 if not keep_float:
                     p.data = p.data.new_empty(0)
             if not keep_float:
@@ -392,7 +471,10 @@ def _column_major(w: Tensor) -> Tensor:
 def int8_state(module: nn.Module) -> Dict[str, Tensor]:
     """The int8 form of a module's int8 weights, to save one whose float32 values were freed:
     per weight ``NAME.int8`` (``(k, out, in)`` int8 values, ``k`` stacked directions, 1 for
-    a plain matrix) and ``NAME.int8_scale`` (``(k, out)`` float64 per-channel scales)."""
+    a plain matrix) and ``NAME.int8_scale`` (``(k, out)`` float64 per-channel scales); for
+    the weights of :data:`INT8_BF16_WEIGHTS` also ``NAME.bf16`` (``(k, in, out)`` bfloat16:
+    their :data:`INT8_BF16` values), so that a CPU with native bf16 runs them so whichever
+    CPU saved them."""
     out = {}
     for name, p in module.named_parameters():
         packs = getattr(p, INT8, None)
@@ -401,6 +483,9 @@ def int8_state(module: nn.Module) -> Dict[str, Tensor]:
         weights = [torch.ops.quantized.linear_unpack(q)[0] for q in packs]
         out[f"{name}.int8"] = torch.stack([w.int_repr() for w in weights])
         out[f"{name}.int8_scale"] = torch.stack([w.q_per_channel_scales().double() for w in weights])
+        bf16 = getattr(p, INT8_BF16, None)
+        if bf16 is not None:
+            out[f"{name}.bf16"] = bf16.detach().contiguous()  # a new tensor: without the cached oneDNN pack
     return out
 
 
@@ -424,11 +509,14 @@ def pack_int8_state(module: nn.Module, state: Dict[str, Tensor]) -> None:
                 expected = (p.shape[0], p.shape[2], p.shape[1]) if p.dim() == 3 else (1, p.shape[1], p.shape[0])
                 if tuple(values.shape) != expected or tuple(scales.shape) != expected[:2]:
                     raise ValueError(f"int8 weights of {name}: shape {tuple(values.shape)}, expected {expected}")
+            bf16 = state.get(f"{name}.bf16")  # absent from pipelines quantized before it existed
+            if bf16 is not None and tuple(bf16.shape) != (values.shape[0], values.shape[2], values.shape[1]):
+                raise ValueError(f"bf16 weights of {name}: shape {tuple(bf16.shape)}, expected {(values.shape[0], values.shape[2], values.shape[1])}")
             quantized = []
             for v, sc in zip(values, scales):
                 zeros = torch.zeros(v.shape[0], dtype=torch.long)
                 quantized.append(torch._make_per_channel_quantized_tensor(v.to(torch.int8).contiguous(), sc.double(), zeros, 0))
-            _set_int8(p, name, quantized)
+            _set_int8(p, name, quantized, bf16)
 
 
 def check_float_kept(module: nn.Module, action: str) -> None:

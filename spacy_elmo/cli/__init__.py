@@ -10,7 +10,7 @@ from typing import List, Optional
 COMMANDS = (
     ("embed", "embed", "ELMo vectors for a file of sentences, written to HDF5 (like `allennlp elmo`)"),
     ("init-pipeline", "init_pipeline", "save a spaCy pipeline with an initialized elmo component (weights inside)"),
-    ("quantize", "quantize", "save a copy of a pipeline whose biLM holds its LSTM weights in int8 only (a quarter of the memory)"),
+    ("quantize", "quantize", "save a copy of a pipeline whose biLM holds its LSTM weights in int8 only (under a third of their memory)"),
     ("pretrain", "pretrain", "train your own biLM on raw text (options.json + weights.hdf5 out)"),
     ("plot-metrics", "plot_metrics", "draw the learning curve of a pretraining run to PNG"),
     ("models", "models", "list the published ELMo models known by name (and which are in the cache)"),

@@ -303,7 +303,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
     parser.add_argument("--token-cache-mb", type=float, default=256,
                         help="MiB of token vectors kept across batches (exact; 0 turns the cache off; default 256)")
-    parser.add_argument("--precision", default="fp32", help="fp32 (exact, default), bf16 (weights in bfloat16: half the memory) or int8 (the LSTM's products and weights in int8: a quarter of their memory; CPU only)")
+    parser.add_argument("--precision", default="fp32", help="fp32 (exact, default), bf16 (weights in bfloat16: half the memory) or int8 (the LSTM's products in int8, its projections in bf16 where the CPU has native bf16; under a third of their memory; CPU only)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice, one per core)")
     parser.add_argument("--parts", action="store_true",

@@ -237,7 +237,8 @@ def convert_outputs(model: Model, X_Ytorch: Tuple[InT, Any], is_train: bool) -> 
 def serialize_bilm(module: torch.nn.Module) -> bytes:
     """Options and tensors of the biLM (empty before weights are attached). A biLM
     whose int8 weights' float32 values were freed (``spacy_elmo quantize``) saves
-    those weights in int8 (values and per-channel scales): a quarter of the bytes."""
+    those weights in int8 (values and per-channel scales, and the projections in bf16:
+    :func:`~..bilm.precision.int8_state`): under a third of the bytes."""
     if not isinstance(module, BiLM):
         return b""
     buffer = BytesIO()

@@ -32,7 +32,7 @@ def _lstm_bytes(path):
 
 
 def test_quantized_copy_gives_the_int8_outputs_in_a_quarter_of_the_lstm_memory(pipeline, tmp_path, capsys):
-    from spacy_elmo.bilm.precision import FLOAT_FREED, INT8 as PACKED, int8_weights
+    from spacy_elmo.bilm.precision import FLOAT_FREED, INT8 as PACKED, INT8_BF16, int8_weights
 
     out = tmp_path / "int8"
     assert main(["quantize", str(pipeline), str(out)]) == 0
@@ -46,6 +46,9 @@ def test_quantized_copy_gives_the_int8_outputs_in_a_quarter_of_the_lstm_memory(p
     assert getattr(bilm, FLOAT_FREED) and all(p.numel() == 0 for p in int8_weights(bilm))
     int8_bytes = sum(torch.ops.quantized.linear_unpack(q)[0].numel() for p in int8_weights(bilm) for q in getattr(p, PACKED))
     assert int8_bytes * 4 == sum(p.numel() * 4 for p in int8_weights(kept))
+    # the projections' bf16 values travel with the int8 ones (run where the CPU has native bf16)
+    projections = [layer.w_proj for layer in bilm.lstm.layers]
+    assert all(torch.equal(getattr(p, INT8_BF16), getattr(k.w_proj, INT8_BF16)) for p, k in zip(projections, kept.lstm.layers))
     assert _lstm_bytes(out) < _lstm_bytes(pipeline)
     # saved again and loaded again: still the same outputs (the int8 values and scales round-trip)
     quantized.to_disk(tmp_path / "again")
