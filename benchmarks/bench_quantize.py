@@ -26,13 +26,14 @@ import numpy, spacy, torch
 sys.path.insert(0, {here!r})
 from bench_component import EWT_DEV, ewt_sentences
 from spacy_elmo.layers.bilm_wrapper import get_torch_bilm
-from spacy_elmo.bilm.precision import INT8
+from spacy_elmo.bilm.precision import INT8, INT8_BF16
 path, precision, n, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 config = {{"components": {{"elmo": {{"model": {{"precision": precision}}}}}}}} if precision else {{}}
 nlp = spacy.load(path, config=config)
 bilm = get_torch_bilm(nlp.get_pipe("elmo").bilm_layer)
 params = sum(p.numel() * p.element_size() for p in bilm.parameters())
 packed = sum(torch.ops.quantized.linear_unpack(q)[0].numel() for p in bilm.parameters() for q in getattr(p, INT8, []))
+packed += sum(getattr(p, INT8_BF16).numel() * 2 for p in bilm.parameters() if hasattr(p, INT8_BF16))  # projections' bf16 values
 sentences = ewt_sentences(EWT_DEV)[:n]
 docs = [spacy.tokens.Doc(nlp.vocab, words=s) for s in sentences]
 tensors = [d.tensor for d in nlp.pipe(docs)]
@@ -75,7 +76,7 @@ def main() -> None:
                                   check=True, capture_output=True, text=True)
             r = json.loads(done.stdout.strip().splitlines()[-1])
             results[name] = (r, numpy.load(out))
-            print(f"{name:22s} folder {folder_mib(tmp / path):7.1f} MiB | biLM params {r['params_mib']:7.1f} MiB + int8 {r['int8_mib']:6.1f} MiB | "
+            print(f"{name:22s} folder {folder_mib(tmp / path):7.1f} MiB | biLM params {r['params_mib']:7.1f} MiB + int8/bf16 {r['int8_mib']:6.1f} MiB | "
                   f"RSS after the run {r['rss_now_mib']:7,.0f} MiB, peak {r['rss_mib']:7,.0f} MiB")
         same = numpy.array_equal(results["int8, float32 kept"][1], results["quantize (int8 only)"][1])
         print(f"quantized copy bit-identical to the int8 pipeline: {same}")

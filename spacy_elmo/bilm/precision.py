@@ -98,13 +98,13 @@ def int8_engine() -> bool:
     return any(e in torch.backends.quantized.supported_engines for e in ("x86", "fbgemm", "onednn"))
 
 
-def _int8(x: Tensor, w: Tensor) -> Tensor:
-    """``x @ W`` through the int8 weight ``w`` (:func:`int8_linear`): ``(..., in)`` -> ``(..., out)``;
-    stacked weights (two packs) take ``x``'s first dim as the stack."""
+def _int8(x: Tensor, w: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """``x @ W (+ bias)`` through the int8 weight ``w`` (:func:`int8_linear`): ``(..., in)`` -> ``(..., out)``;
+    stacked weights (two packs) take ``x``'s (and a stacked ``bias``'s) first dim as the stack."""
     k = len(getattr(w, INT8))
     if k == 1:
-        return int8_linear(x, w, 0)
-    return torch.stack([int8_linear(x[d], w, d) for d in range(k)])
+        return int8_linear(x, w, 0, bias=bias)
+    return torch.stack([int8_linear(x[d], w, d, bias=None if bias is None else bias[d]) for d in range(k)])
 
 
 # What the int8 products do beyond a plain dynamic int8 product, measured on the shipped
@@ -135,8 +135,10 @@ def _cpu_bf16_is_fast() -> bool:
     return bf16_is_fast(torch.device("cpu"))
 
 
-def int8_linear(x: Tensor, w: Tensor, d: int = 0, *, many_rows: bool = False, bf16: Optional[bool] = None) -> Tensor:
-    """``x @ w[d]`` as ``"int8"`` runs it, for an int8 weight ``w`` (``(k, in, out)`` or ``(in, out)``
+def int8_linear(
+    x: Tensor, w: Tensor, d: int = 0, *, bias: Optional[Tensor] = None, many_rows: bool = False, bf16: Optional[bool] = None
+) -> Tensor:
+    """``x @ w[d] (+ bias)`` as ``"int8"`` runs it, for an int8 weight ``w`` (``(k, in, out)`` or ``(in, out)``
     with its packs attached: :func:`apply_precision`): ``(..., in)`` -> ``(..., out)`` float32.
 
     * weights with bfloat16 values (:data:`INT8_BF16`), where :func:`int8_bf16_applies`
@@ -157,9 +159,16 @@ def int8_linear(x: Tensor, w: Tensor, d: int = 0, *, many_rows: bool = False, bf
         x = x.contiguous()
         if getattr(w, INT8_ROW_SCALED, False):
             scale = x.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(x.dtype).tiny)
-            y = torch.ops.quantized.linear_dynamic(x / scale, packed).mul_(scale)
+            y = torch.ops.quantized.linear_dynamic(x / scale, packed)
+            if bias is None:
+                y.mul_(scale)
+            else:  # one pass over the output instead of two
+                y = torch.addcmul(bias, y, scale, out=y)
+                bias = None
         else:
             y = torch.ops.quantized.linear_dynamic(x, packed)
+    if bias is not None:
+        y.add_(bias)
     return y.reshape(*shape[:-1], y.shape[-1])
 
 
@@ -193,13 +202,17 @@ def bmm(x: Tensor, w: Tensor) -> Tensor:
 def addmm(b: Tensor, x: Tensor, w: Tensor) -> Tensor:
     if w.dim() == 2 and b.dtype == torch.float32 and not hasattr(w, INT8) and onednn_applies(x, w):
         return onednn_linear(x.contiguous(), onednn_packed(w)[0], b)
-    if x.dtype == w.dtype and not hasattr(w, INT8):
+    if hasattr(w, INT8):
+        return _int8(x, w, b)
+    if x.dtype == w.dtype:
         return torch.addmm(b, x, w)
     return mm(x, w) + b
 
 
 def baddbmm(b: Tensor, x: Tensor, w: Tensor) -> Tensor:
-    if x.dtype == w.dtype and not hasattr(w, INT8):
+    if hasattr(w, INT8):
+        return _int8(x, w, b)
+    if x.dtype == w.dtype:
         return torch.baddbmm(b, x, w)
     return bmm(x, w) + b
 
@@ -291,7 +304,7 @@ def layer_products(w_input: Tensor, w_hidden: Tensor, w_proj: Tensor, bias: Tens
     if all(hasattr(w, INT8) for w in weights):
         bf16 = int8_bf16_applies()
         return LayerProducts(
-            lambda d, x: int8_linear(x, w_input, d).add_(biases[d]),
+            lambda d, x: int8_linear(x, w_input, d, bias=biases[d]),
             # oneDNN's kernels for steps with many rows
             lambda d, h, xp: int8_linear(h, w_hidden, d, many_rows=h.shape[0] >= ONEDNN_INT8_MIN_ROWS).add_(xp),
             lambda d, m: int8_linear(m, w_proj, d, bf16=bf16),

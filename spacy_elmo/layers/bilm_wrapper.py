@@ -84,8 +84,9 @@ def ElmoBiLM(
         unused while the char CNN is fine-tuned); see ``bilm/token_cache.py``.
     precision: ``"fp32"`` (exact, the default), ``"bf16"`` (weight matrices in
         bfloat16: half the memory, faster products where the device has native
-        bf16) or ``"int8"`` (the LSTM, highway and projection products as dynamic
-        int8 products, CPU only); frozen biLM only; see ``bilm/precision.py``.
+        bf16) or ``"int8"`` (the LSTM's products as dynamic int8 products, its
+        projections in bf16 where the CPU has native bf16; CPU only); frozen biLM
+        only; see ``bilm/precision.py``.
     """
     if fine_tune not in FINE_TUNE:
         raise ValueError(Errors.E047.format(what="fine_tune", value=fine_tune, why=f"use one of {', '.join(FINE_TUNE)}"))
