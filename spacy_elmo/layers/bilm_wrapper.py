@@ -265,12 +265,13 @@ def deserialize_bilm(module: torch.nn.Module, data: bytes, device: torch.device)
             raise ValueError(Errors.E082.format(what=f"run on {device}"))
         missing, unexpected = bilm.load_state_dict(saved["state"], strict=False)
         expected = {name for name, _ in named_int8_weights(bilm)}
+        fix = "quantize the pipeline it came from again (python -m spacy_elmo quantize INPUT OUTPUT)."
         if set(missing) != expected or unexpected:
-            raise ValueError(
-                f"The pipeline's int8 biLM is corrupt (missing {sorted(set(missing) ^ expected)}, unexpected {unexpected}): "
-                "quantize the pipeline it came from again (python -m spacy_elmo quantize INPUT OUTPUT)."
-            )
-        load_int8_state(bilm, saved["int8"])
+            raise ValueError(f"The pipeline's int8 biLM is corrupt (missing {sorted(set(missing) ^ expected)}, unexpected {unexpected}): {fix}")
+        try:
+            load_int8_state(bilm, saved["int8"])
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"The pipeline's int8 biLM is corrupt ({error}): {fix}") from error
         return bilm.requires_grad_(False).eval()
     bilm.load_state_dict(saved["state"])
     # frozen until the layer's "trainable" attribute says otherwise (see set_trainable)

@@ -78,3 +78,24 @@ def test_quantize_bad_input_is_a_clear_error(pipeline, tmp_path, capsys):
     assert main(["quantize", str(blank), str(tmp_path / "out")]) == 1
     assert "nothing to quantize" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_corrupt_int8_bilm_names_the_fix(pipeline, tmp_path):
+    """Saved int8 values or bf16 projections of the wrong shape, or missing ones, are a clear
+    error that says to quantize again, not a failure deep in torch."""
+    import io
+
+    from spacy_elmo.layers.bilm_wrapper import deserialize_bilm, serialize_bilm
+
+    assert main(["quantize", str(pipeline), str(tmp_path / "int8")]) == 0
+    data = serialize_bilm(_bilm(spacy.load(tmp_path / "int8")))
+    for name, damage in (("lstm.layers.0.w_proj.bf16", lambda t: t[:, :3]), ("lstm.layers.1.w_input.int8", None)):
+        saved = torch.load(io.BytesIO(data), weights_only=True)
+        if damage is None:
+            del saved["int8"][name]
+        else:
+            saved["int8"][name] = damage(saved["int8"][name])
+        buffer = io.BytesIO()
+        torch.save(saved, buffer)
+        with pytest.raises(ValueError, match=r"int8 biLM is corrupt.*quantize the pipeline it came from again"):
+            deserialize_bilm(None, buffer.getvalue(), torch.device("cpu"))
