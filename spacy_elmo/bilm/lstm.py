@@ -149,16 +149,25 @@ class StackedBiLSTM(nn.Module):
         outputs: List[Tensor] = []
         final_h: List[Tensor] = []
         final_c: List[Tensor] = []
+        # Without autograd the layers' outputs go straight into one buffer, and the skip
+        # connection adds in place (the same sums, two copies of every layer fewer).
+        inference = not torch.is_grad_enabled() or not (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        P = self.config.projection_dim
+        out = x.new_empty(len(self.layers), seq, batch, 2 * P) if inference else None
         for index, layer in enumerate(self.layers):
             layer_input = lm_dropout(x, dropout)
             y, h, c = self._run_layer(layer, layer_input, live, state.h[index], state.c[index])
             if index > 0 and self.config.use_skip_connections:
-                y = y + x
+                y = y.add_(x) if inference and y.dtype == x.dtype else y + x
             final_h.append(h)
             final_c.append(c)
-            outputs.append(torch.cat([y[0], _gather_time(y[1], reverse)], dim=-1))
+            if out is not None:
+                out[index, :, :, :P] = y[0]
+                out[index, :, :, P:] = _gather_time(y[1], reverse)
+            else:
+                outputs.append(torch.cat([y[0], _gather_time(y[1], reverse)], dim=-1))
             x = y
-        out = torch.stack(outputs).transpose(1, 2)  # (n_layers, batch, seq, 2P)
+        out = (out if out is not None else torch.stack(outputs)).transpose(1, 2)  # (n_layers, batch, seq, 2P)
         new_state = LSTMState(torch.stack(final_h), torch.stack(final_c))
         if needs_sort:
             inverse = torch.empty_like(order)

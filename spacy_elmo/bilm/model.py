@@ -210,13 +210,20 @@ class BiLM(nn.Module):
         seq = char_ids.shape[1]
         # Drop <S> (position 0) and </S> (position length + 1, zeroed by the mask).
         mask_f = mask.unsqueeze(-1).to(tokens.dtype)
-        token_layer = tokens[:, 1 : seq + 1] * mask_f
-        layers = torch.cat(
-            [
-                torch.cat([token_layer, token_layer], dim=-1).unsqueeze(0),
-                lstm_out[:, :, 1 : seq + 1] * mask_f.unsqueeze(0),
-            ]
-        )
+        if torch.is_grad_enabled() and (tokens.requires_grad or lstm_out.requires_grad):
+            token_layer = tokens[:, 1 : seq + 1] * mask_f
+            layers = torch.cat(
+                [
+                    torch.cat([token_layer, token_layer], dim=-1).unsqueeze(0),
+                    lstm_out[:, :, 1 : seq + 1] * mask_f.unsqueeze(0),
+                ]
+            )
+        else:  # the same products, written into place (one copy of the LSTM layers fewer)
+            P = tokens.shape[-1]
+            layers = lstm_out.new_empty(lstm_out.shape[0] + 1, *lstm_out.shape[1:2], seq, 2 * P)
+            torch.mul(tokens[:, 1 : seq + 1], mask_f, out=layers[0, :, :, :P])
+            layers[0, :, :, P:] = layers[0, :, :, :P]
+            torch.mul(lstm_out[:, :, 1 : seq + 1], mask_f.unsqueeze(0), out=layers[1:])
         return BiLMOutput(layers, mask, new_state if return_state else None)
 
     def lm_hidden(self, char_ids: Tensor, *, dropout: float = 0.0) -> Tuple[Tensor, Tensor]:

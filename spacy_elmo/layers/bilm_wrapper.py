@@ -224,7 +224,9 @@ def convert_inputs(model: Model, X: InT, is_train: bool) -> Tuple[ArgsKwargs, Ca
 def convert_outputs(model: Model, X_Ytorch: Tuple[InT, Any], is_train: bool) -> Tuple[OutT, Callable]:
     X, output = X_Ytorch
     layers = output.layers
-    Y = [torch2xp(layers[:, i, : len(tokens)].float().contiguous()) for i, tokens in enumerate(X)]
+    # one conversion for the batch, each sentence a view of it (the mix concatenates them)
+    whole = torch2xp(layers.detach().float().contiguous())
+    Y = [whole[:, i, : len(tokens)] for i, tokens in enumerate(X)]
 
     def backprop(dY: OutT) -> ArgsKwargs:
         d_layers = torch.zeros_like(layers)

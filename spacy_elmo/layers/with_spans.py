@@ -65,21 +65,44 @@ def batches_by_length(lengths: List[int], max_batch_items: int) -> List[List[int
     return groups
 
 
+def span_words(docs: InT, get_spans: SpanGetter) -> Tuple[Positions, List[List[str]], List[bool]]:
+    """The sequences the layer reads: per span with any word, ``(doc index, token indices)``
+    and the words (whitespace tokens left out); and per doc whether any of its spans overlap
+    (or come out of order), which makes its tokens' vectors averages."""
+    where: Positions = []
+    texts: List[List[str]] = []
+    overlapping = [False] * len(docs)
+    for d, spans in enumerate(get_spans(docs)):
+        doc = docs[d]
+        length = len(doc)
+        words: Optional[List[str]] = None
+        space: List[bool] = []
+        end_so_far = 0
+        for span in spans:
+            start, end = span.start, span.end
+            if not 0 <= start < end <= length:
+                raise ValueError(Errors.E049.format(start=start, end=end, length=length))
+            if start < end_so_far:
+                overlapping[d] = True
+            end_so_far = max(end_so_far, end)
+            if words is None:  # one pass over the doc's tokens, however many spans read them
+                words = [token.text for token in doc]
+                space = [token.is_space for token in doc]
+            if any(space[start:end]):
+                positions = [i for i in range(start, end) if not space[i]]
+            else:
+                positions = list(range(start, end))
+            if positions:
+                where.append((d, positions))
+                texts.append([words[i] for i in positions])
+    return where, texts, overlapping
+
+
 def forward(model: Model[InT, OutT], docs: InT, is_train: bool) -> Tuple[OutT, Callable]:
     layer = model.layers[0]
     ops = model.ops
     width = model.get_dim("nO")
-    where: Positions = []
-    texts: List[List[str]] = []
-    for d, spans in enumerate(model.attrs["get_spans"](docs)):
-        length = len(docs[d])
-        for span in spans:
-            if not 0 <= span.start < span.end <= length:
-                raise ValueError(Errors.E049.format(start=span.start, end=span.end, length=length))
-            words = [token for token in span if not token.is_space]
-            if words:
-                where.append((d, [token.i for token in words]))
-                texts.append([token.text for token in words])
+    where, texts, overlapping = span_words(docs, model.attrs["get_spans"])
     span_out: List[Optional[Floats2d]] = [None] * len(texts)
     callbacks = []
     for group in batches_by_length([len(t) for t in texts], model.attrs["max_batch_items"]):
@@ -88,18 +111,26 @@ def forward(model: Model[InT, OutT], docs: InT, is_train: bool) -> Tuple[OutT, C
             span_out[i] = y
         callbacks.append((group, backprop))
     outputs = [ops.alloc2f(len(doc), width) for doc in docs]
-    counts = [ops.alloc1f(len(doc)) for doc in docs]
-    indices = [ops.xp.asarray(positions, dtype="int64") for _, positions in where]
-    for (d, _), index, y in zip(where, indices, span_out):
-        outputs[d][index] += y
-        counts[d][index] += 1
-    scales = [1.0 / ops.xp.maximum(c, 1.0)[:, None] for c in counts]
-    outputs = [out * scale for out, scale in zip(outputs, scales)]
+    # Docs whose spans do not overlap (sentences, the default) take each span's vectors as
+    # they are, by slice where its words are contiguous; the others average them per token.
+    counts = {d: ops.alloc1f(len(docs[d])) for d in range(len(docs)) if overlapping[d]}
+    for (d, positions), y in zip(where, span_out):
+        if d in counts:
+            index = ops.xp.asarray(positions, dtype="int64")
+            outputs[d][index] += y
+            counts[d][index] += 1
+        elif positions[-1] - positions[0] + 1 == len(positions):
+            outputs[d][positions[0] : positions[-1] + 1] = y
+        else:
+            outputs[d][ops.xp.asarray(positions, dtype="int64")] = y
+    scales = {d: 1.0 / ops.xp.maximum(c, 1.0)[:, None] for d, c in counts.items()}
+    for d, scale in scales.items():
+        outputs[d] = outputs[d] * scale
 
     def backprop(dY: OutT) -> InT:
-        scaled = [dy * scale for dy, scale in zip(dY, scales)]
+        scaled = [dy * scales[d] if d in scales else dy for d, dy in enumerate(dY)]
         for group, bp in callbacks:
-            bp([scaled[where[i][0]][indices[i]] for i in group])
+            bp([scaled[where[i][0]][ops.xp.asarray(where[i][1], dtype="int64")] for i in group])
         return []
 
     return outputs, backprop
