@@ -220,7 +220,7 @@ class BiLM(nn.Module):
             )
         else:  # the same products, written into place (one copy of the LSTM layers fewer)
             P = tokens.shape[-1]
-            layers = lstm_out.new_empty(lstm_out.shape[0] + 1, *lstm_out.shape[1:2], seq, 2 * P)
+            layers = lstm_out.new_empty(lstm_out.shape[0] + 1, lstm_out.shape[1], seq, 2 * P)
             torch.mul(tokens[:, 1 : seq + 1], mask_f, out=layers[0, :, :, :P])
             layers[0, :, :, P:] = layers[0, :, :, :P]
             torch.mul(lstm_out[:, :, 1 : seq + 1], mask_f.unsqueeze(0), out=layers[1:])

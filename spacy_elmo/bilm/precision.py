@@ -523,8 +523,9 @@ def pack_int8_state(module: nn.Module, state: Dict[str, Tensor]) -> None:
                 if tuple(values.shape) != expected or tuple(scales.shape) != expected[:2]:
                     raise ValueError(f"int8 weights of {name}: shape {tuple(values.shape)}, expected {expected}")
             bf16 = state.get(f"{name}.bf16")  # absent from pipelines quantized before it existed
-            if bf16 is not None and tuple(bf16.shape) != (values.shape[0], values.shape[2], values.shape[1]):
-                raise ValueError(f"bf16 weights of {name}: shape {tuple(bf16.shape)}, expected {(values.shape[0], values.shape[2], values.shape[1])}")
+            k_in_out = (values.shape[0], values.shape[2], values.shape[1])
+            if bf16 is not None and tuple(bf16.shape) != k_in_out:
+                raise ValueError(f"bf16 weights of {name}: shape {tuple(bf16.shape)}, expected {k_in_out}")
             quantized = []
             for v, sc in zip(values, scales):
                 zeros = torch.zeros(v.shape[0], dtype=torch.long)

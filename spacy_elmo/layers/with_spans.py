@@ -13,6 +13,8 @@ around them as neighbours, and their own vector is zeros.
 """
 from typing import Callable, List, Optional, Tuple
 
+import numpy
+from spacy.attrs import IS_SPACE
 from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.types import Floats2d
@@ -76,7 +78,7 @@ def span_words(docs: InT, get_spans: SpanGetter) -> Tuple[Positions, List[List[s
         doc = docs[d]
         length = len(doc)
         words: Optional[List[str]] = None
-        space: List[bool] = []
+        space = None
         end_so_far = 0
         for span in spans:
             start, end = span.start, span.end
@@ -85,11 +87,11 @@ def span_words(docs: InT, get_spans: SpanGetter) -> Tuple[Positions, List[List[s
             if start < end_so_far:
                 overlapping[d] = True
             end_so_far = max(end_so_far, end)
-            if words is None:  # one pass over the doc's tokens, however many spans read them
+            if words is None:  # once per doc, however many spans read it
                 words = [token.text for token in doc]
-                space = [token.is_space for token in doc]
-            if any(space[start:end]):
-                positions = [i for i in range(start, end) if not space[i]]
+                space = doc.to_array(IS_SPACE)
+            if space[start:end].any():
+                positions = (start + numpy.flatnonzero(space[start:end] == 0)).tolist()
             else:
                 positions = list(range(start, end))
             if positions:
